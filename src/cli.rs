@@ -1,0 +1,261 @@
+//! The commands: what `main` calls once the command line is parsed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::config::{Cli, Command, PeerSource, Settings};
+use crate::control::{self, ControlError};
+use crate::jobs::{effective_schedule, JobContext, JobName};
+use crate::model::{JobRun, Outcome, Trigger};
+use crate::runner::Runner;
+use crate::store::{Store, StoreError};
+
+/// Exit codes of `run-job` (and of the other commands where they apply).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    /// EX_TEMPFAIL: the store is busy; systemd/Nomad retry later.
+    pub const TEMPFAIL: u8 = 75;
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(exit::USAGE)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let command = cli
+        .command
+        .clone()
+        .unwrap_or(Command::Serve { no_schedule: false });
+    if let Command::Demo = command {
+        return crate::demo::run(cli.options);
+    }
+    let settings = match Settings::resolve(&cli.options, &crate::config::ProcessEnv) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return usage(e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match command {
+        Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
+        Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
+        Command::Jobs => list_jobs(&settings),
+        Command::Demo => unreachable!("handled above"),
+    }
+}
+
+async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
+    let store = match Store::open(&settings.data_dir, "serve") {
+        Ok(s) => s,
+        Err(e @ StoreError::Busy { .. }) => {
+            eprintln!("error: {e}; stop it first or use another --data-dir");
+            return ExitCode::from(exit::FAILED);
+        }
+        Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            return usage(format!(
+                "cannot listen on {} (LISTEN_ADDR / --listen): {e}",
+                settings.listen
+            ))
+        }
+    };
+    match crate::serve::run(
+        settings,
+        store,
+        listener,
+        no_schedule,
+        crate::serve::signal(),
+    )
+    .await
+    {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// `run-job`: runs locally when the store is free, through the control channel when a
+/// `serve` holds it, and waits up to `wait` when another one-shot holds it.
+async fn run_job(
+    settings: Arc<Settings>,
+    job: JobName,
+    json_out: bool,
+    wait: Duration,
+) -> ExitCode {
+    if job == JobName::StatusReport && settings.backend.is_none() {
+        return usage(
+            "status-report needs a backend: set DISTRIBUTED_MODE_ENABLED=true, BACKEND_BASE_URL and NODE_TOKEN",
+        );
+    }
+    if job == JobName::PeerFetch && settings.peer_source == PeerSource::None {
+        return usage(
+            "peer-fetch needs a peer source: set PEERS_FILE (--peers-file), or DISTRIBUTED_MODE_ENABLED \
+             with BACKEND_BASE_URL and NODE_TOKEN",
+        );
+    }
+    let deadline = Instant::now() + wait;
+    let command = format!("run-job {job}");
+    let run = loop {
+        match Store::open(&settings.data_dir, &command) {
+            Ok(store) => {
+                let runner = Runner::new(JobContext::new(store, settings.clone()));
+                match runner.run(job, Trigger::Cli).await {
+                    Ok(run) => break run,
+                    Err(e) => {
+                        eprintln!("error: could not record the run: {e}");
+                        return ExitCode::from(exit::FAILED);
+                    }
+                }
+            }
+            Err(StoreError::Busy { owner, .. }) => {
+                let answer_within = job.spec().timeout + Duration::from_secs(15);
+                match control::request(&settings.data_dir, job, answer_within).await {
+                    Ok(run) => break run,
+                    Err(ControlError::NotServing(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(ControlError::NotServing(_)) => {
+                        eprintln!(
+                            "error: the store in {} is in use by {owner}; gave up after waiting {}s (--wait)",
+                            settings.data_dir.display(),
+                            wait.as_secs()
+                        );
+                        return ExitCode::from(exit::TEMPFAIL);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(exit::FAILED);
+                    }
+                }
+            }
+            Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
+        }
+    };
+    report_run(&run, json_out)
+}
+
+fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
+    if run.outcome == Outcome::Skipped {
+        eprintln!(
+            "{} was not run: {}",
+            run.job,
+            run.error.as_deref().unwrap_or("skipped")
+        );
+        return ExitCode::from(exit::TEMPFAIL);
+    }
+    let outcome = if run.outcome == Outcome::Ok {
+        "ok"
+    } else {
+        "failed"
+    };
+    if json_out {
+        let object = json!({
+            "job": run.job,
+            "outcome": outcome,
+            "trigger": run.trigger,
+            "started_at": run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "duration_ms": run.duration_ms,
+            "summary": run.summary,
+            "error": run.error,
+        });
+        println!("{object}");
+    } else {
+        println!("{} {outcome} in {} ms", run.job, run.duration_ms);
+        print_summary(&run.summary);
+    }
+    if run.outcome == Outcome::Ok {
+        ExitCode::from(exit::OK)
+    } else {
+        eprintln!(
+            "error: {} failed: {}",
+            run.job,
+            run.error.as_deref().unwrap_or("unknown error")
+        );
+        ExitCode::from(exit::FAILED)
+    }
+}
+
+fn print_summary(summary: &Value) {
+    let Value::Object(map) = summary else { return };
+    for (k, v) in map {
+        if k == "results" {
+            continue;
+        }
+        println!("  {k}: {v}");
+    }
+    if let Some(Value::Array(results)) = map.get("results") {
+        for r in results {
+            let state = if r["up"] == Value::Bool(true) {
+                format!("up   {} ms", r["rtt_ms"])
+            } else {
+                format!("down {}", r["error_kind"].as_str().unwrap_or("?"))
+            };
+            println!("  peer {}: {state}", r["id"].as_str().unwrap_or("?"));
+        }
+    }
+}
+
+fn list_jobs(settings: &Settings) -> ExitCode {
+    let store = Store::open(&settings.data_dir, "jobs");
+    let note = match &store {
+        Err(StoreError::Busy { owner, .. }) => Some(format!(
+            "last runs unavailable: the store is in use by {owner}"
+        )),
+        Err(e) => Some(format!("last runs unavailable: {e}")),
+        Ok(_) => None,
+    };
+    println!(
+        "{:<14} {:<16} {:>8}  {:<8} last run",
+        "JOB", "SCHEDULE", "TIMEOUT", "OVERLAP"
+    );
+    for job in JobName::ALL {
+        let spec = job.spec();
+        let last = match &store {
+            Ok(s) => match s.last_run(job.as_str()) {
+                Ok(Some(r)) => format!(
+                    "{} {} ({} ms)",
+                    r.started_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    r.outcome.as_str(),
+                    r.duration_ms
+                ),
+                Ok(None) => "never".into(),
+                Err(e) => format!("unavailable: {e}"),
+            },
+            Err(_) => "?".into(),
+        };
+        println!(
+            "{:<14} {:<16} {:>7}s  {:<8} {last}",
+            job.as_str(),
+            effective_schedule(job, settings).to_string(),
+            spec.timeout.as_secs(),
+            spec.overlap,
+        );
+    }
+    if let Some(note) = note {
+        println!("({note})");
+    }
+    ExitCode::from(exit::OK)
+}

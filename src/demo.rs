@@ -1,0 +1,354 @@
+//! `demo`: real EasyTier nodes on loopback, a small backend serving them as the peer list, and
+//! `serve` in distributed mode against it, so a new user sees fetch, probe and report work.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::config::{Options, Settings};
+use crate::localnet::LocalNode;
+use crate::store::Store;
+
+/// A request the backend received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Option<Value>,
+}
+
+/// A backend that serves a peer list on `GET /peers` and records every request, for the demo
+/// and the tests. `PUT /nodes/status` answers as the spec's backend does.
+#[derive(Clone, Default)]
+pub struct DemoBackend {
+    pub peers: Arc<Mutex<Vec<Value>>>,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// When set, every answer is this status with this raw body.
+    pub fault: Arc<Mutex<Option<(u16, String)>>>,
+}
+
+impl DemoBackend {
+    /// Serves on `listener` until the task is dropped; returns the base URL.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/peers", get(peers))
+            .route("/nodes/status", put(status))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(format!("http://{addr}"))
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, method: Method, uri: Uri, headers: HeaderMap, body: Option<Value>) {
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(Recorded {
+                method,
+                uri,
+                headers,
+                body,
+            });
+        }
+    }
+
+    fn faulty(&self) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse;
+        let fault = self.fault.lock().ok()?.clone()?;
+        let status = axum::http::StatusCode::from_u16(fault.0).ok()?;
+        Some((status, fault.1).into_response())
+    }
+}
+
+async fn peers(
+    State(b): State<DemoBackend>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(_q): Query<Vec<(String, String)>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    b.record(method, uri, headers, None);
+    if let Some(r) = b.faulty() {
+        return r;
+    }
+    let peers = b.peers.lock().map(|p| p.clone()).unwrap_or_default();
+    Json(json!({
+        "code": 200,
+        "message": "Peer 节点列表获取成功",
+        "data": {"peers": peers, "total_available": peers.len(), "next_batch_available": false}
+    }))
+    .into_response()
+}
+
+async fn status(
+    State(b): State<DemoBackend>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let parsed = serde_json::from_slice(&body).ok();
+    b.record(method, uri, headers, parsed);
+    if let Some(r) = b.faulty() {
+        return r;
+    }
+    Json(json!({"code": 200, "message": "节点状态更新成功", "data": null})).into_response()
+}
+
+fn peer(
+    id: u32,
+    name: &str,
+    protocol: &str,
+    port: u16,
+    network: &str,
+    secret: Option<&str>,
+) -> Value {
+    let mut v = json!({
+        "id": id, "name": name, "host": "127.0.0.1", "port": port, "protocol": protocol,
+        "network_name": network, "status": "Online", "response_time": 0,
+    });
+    if let Some(s) = secret {
+        v["network_secret"] = json!(s);
+    }
+    v
+}
+
+/// Runs the demo until Ctrl-C.
+pub fn run(mut options: Options) -> ExitCode {
+    // The API socket is bound before the process moves into its private network namespace,
+    // so a browser on this machine can reach it while the nodes cannot reach the internet.
+    let listen: SocketAddr = options
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal address"));
+    let api = std::net::TcpListener::bind(listen)
+        .or_else(|_| std::net::TcpListener::bind((listen.ip(), 0)));
+    let api = match api {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let isolated = crate::localnet::isolate_network();
+    if let Err(e) = &isolated {
+        eprintln!(
+            "note: {e}.\n      The demo runs without isolation; its EasyTier nodes may query public STUN servers."
+        );
+    }
+    let data = match tempfile::Builder::new()
+        .prefix("easytier-probe-demo-")
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot create a temporary data dir: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    options.data_dir = Some(data.path().to_path_buf());
+    match rt.block_on(demo(options, api)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Result<()> {
+    println!("Starting EasyTier {} nodes on loopback…", easytier::VERSION);
+    let a = LocalNode::start(
+        "node-a",
+        "demo-net",
+        "demo-secret",
+        &["tcp", "udp", "ws", "wss", "quic", "wg"],
+    )?;
+    let b = LocalNode::start("node-b", "other-net", "other-secret", &["tcp"])?;
+    let c = LocalNode::start("node-c", "demo-net", "demo-secret", &["tcp", "udp"])?;
+    let dead = crate::localnet::free_port();
+
+    let mut peers = Vec::new();
+    for (i, p) in ["tcp", "udp", "ws", "wss", "quic", "wg"].iter().enumerate() {
+        peers.push(peer(
+            i as u32 + 1,
+            &format!("node-a {p}"),
+            p,
+            a.port(p),
+            "demo-net",
+            Some("demo-secret"),
+        ));
+    }
+    peers.push(peer(
+        7,
+        "node-b (wrong secret)",
+        "tcp",
+        b.port("tcp"),
+        "other-net",
+        Some("not-the-secret"),
+    ));
+    peers.push(peer(
+        8,
+        "node-c tcp (stops at 40 s)",
+        "tcp",
+        c.port("tcp"),
+        "demo-net",
+        Some("demo-secret"),
+    ));
+    peers.push(peer(
+        9,
+        "node-c udp (stops at 40 s)",
+        "udp",
+        c.port("udp"),
+        "demo-net",
+        Some("demo-secret"),
+    ));
+    peers.push(peer(
+        10,
+        "nobody listens here",
+        "tcp",
+        dead,
+        "demo-net",
+        None,
+    ));
+    peers.push(peer(11, "an http:// peer", "http", 80, "demo-net", None));
+
+    let backend = DemoBackend::default();
+    *backend.peers.lock().map_err(|_| anyhow::anyhow!("lock"))? = peers;
+    let backend_url = backend
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+
+    options.distributed_mode = Some(true);
+    options.backend_base_url = Some(backend_url.clone());
+    options.node_token = Some("demo-node-token".into());
+    options.region = options.region.or(Some("demo".into()));
+    options.peer_fetch_interval = options.peer_fetch_interval.or(Some("20".into()));
+    options.status_report_interval = options.status_report_interval.or(Some("10".into()));
+    options.health_check_interval = options.health_check_interval.or(Some("5".into()));
+    let settings = Arc::new(Settings::resolve(&options, &crate::config::ProcessEnv)?);
+    let store = Store::open(&settings.data_dir, "demo")?;
+    api.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(api)?;
+    let url = format!("http://{}", listener.local_addr()?);
+
+    println!("\n  status page   {url}/");
+    println!("  nodes         {url}/api/nodes");
+    println!("  node history  {url}/api/nodes/1/health?window=1h");
+    println!("  jobs          {url}/api/jobs");
+    println!("  metrics       {url}/metrics");
+    println!("  demo backend  {backend_url}/peers (inside the demo's network namespace)\n");
+    println!("Node C stops after 40 s to show a peer going down. Ctrl-C stops the demo.\n");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let summary = tokio::spawn(live_summary(store.clone(), backend.clone(), stop_rx));
+    let mut c = Some(c);
+    let stop_c = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        if let Some(node) = c.take() {
+            println!("-- stopping node C");
+            tokio::task::spawn_blocking(move || drop(node)).await.ok();
+        }
+    });
+    crate::serve::run(settings, store, listener, false, crate::serve::signal()).await?;
+    let _ = stop_tx.send(true);
+    stop_c.abort();
+    let _ = summary.await;
+    let offline = backend
+        .recorded()
+        .iter()
+        .rev()
+        .find_map(|r| r.body.as_ref().map(|b| b["status"] == "Offline"))
+        .unwrap_or(false);
+    println!(
+        "\nStopped. The backend received {} requests; the last report was {}.",
+        backend.recorded().len(),
+        if offline {
+            "Offline, as on every graceful shutdown"
+        } else {
+            "not Offline"
+        }
+    );
+    tokio::task::spawn_blocking(move || drop((a, b))).await.ok();
+    Ok(())
+}
+
+async fn live_summary(
+    store: Store,
+    backend: DemoBackend,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(Some(sweep)) = store.last_sweep() else {
+            continue;
+        };
+        let list = store
+            .peer_list()
+            .ok()
+            .flatten()
+            .map(|l| l.peers)
+            .unwrap_or_default();
+        let mut cells = Vec::new();
+        for p in &list {
+            let cell = match store.latest_result(&p.id).ok().flatten() {
+                Some(r) if r.up => {
+                    format!("{}:up {:.2}ms", p.id, r.rtt_us.unwrap_or(0) as f64 / 1000.0)
+                }
+                Some(r) => format!(
+                    "{}:{}",
+                    p.id,
+                    r.error_kind.map(|k| k.as_str()).unwrap_or("down")
+                ),
+                None => format!("{}:?", p.id),
+            };
+            cells.push(cell);
+        }
+        let reports = backend
+            .recorded()
+            .iter()
+            .filter(|r| r.method == Method::PUT)
+            .count();
+        println!(
+            "{}  {}/{} up, avg {} · reports sent {}\n          {}",
+            chrono::Local::now().format("%H:%M:%S"),
+            sweep.reachable,
+            sweep.peers,
+            sweep
+                .avg_rtt_us
+                .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+                .unwrap_or_else(|| "–".into()),
+            reports,
+            cells.join("  ")
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! peer-fetch: the backend (or the peers file) → the stored peer list.
+//! The stored list is replaced only by a valid answer; on failure the last list stays.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{JobContext, JobFailure, JobResult};
+use crate::config::PeerSource;
+use crate::model::{ListSource, PeerList};
+use crate::peers_file;
+
+pub async fn run(ctx: &JobContext) -> JobResult {
+    let stored = ctx
+        .store
+        .peer_list()
+        .map_err(|e| JobFailure::new(e, json!({})))?;
+    let kept = |error: String| {
+        JobFailure::new(
+            format!(
+                "{error}; keeping the stored list of {} peers",
+                stored.as_ref().map_or(0, |l| l.peers.len())
+            ),
+            json!({
+                "peers": stored.as_ref().map_or(0, |l| l.peers.len()),
+                "added": 0,
+                "removed": 0,
+                "source": "cache",
+            }),
+        )
+    };
+
+    let (peers, rejected, source) = match (&ctx.settings.peer_source, &ctx.backend) {
+        (PeerSource::Backend, Some(client)) => {
+            let fetched = client
+                .fetch_peers(ctx.settings.region.as_deref())
+                .await
+                .map_err(|e| kept(e.to_string()))?;
+            (fetched.peers, fetched.rejected, ListSource::Backend)
+        }
+        (PeerSource::File(path), _) => {
+            let loaded = peers_file::load(path).map_err(|e| kept(e.to_string()))?;
+            (loaded.peers, loaded.rejected, ListSource::File)
+        }
+        _ => {
+            return Err(kept(
+                "no peer source: set PEERS_FILE (--peers-file) for standalone mode, or \
+                 DISTRIBUTED_MODE_ENABLED with BACKEND_BASE_URL and NODE_TOKEN"
+                    .into(),
+            ))
+        }
+    };
+    for r in rejected.iter().take(20) {
+        tracing::warn!(job = "peer-fetch", "skipped a bad peer entry: {r}");
+    }
+    if rejected.len() > 20 {
+        tracing::warn!(
+            job = "peer-fetch",
+            "… and {} more bad peer entries",
+            rejected.len() - 20
+        );
+    }
+
+    let list = PeerList {
+        fetched_at: Utc::now(),
+        source,
+        peers,
+    };
+    let (added, removed) = ctx
+        .store
+        .replace_peer_list(&list)
+        .map_err(|e| kept(e.to_string()))?;
+    Ok(json!({
+        "peers": list.peers.len(),
+        "added": added,
+        "removed": removed,
+        "source": match source { ListSource::Backend => "backend", ListSource::File => "file" },
+        "rejected": rejected.len(),
+    }))
+}

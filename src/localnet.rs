@@ -1,0 +1,162 @@
+//! Real EasyTier nodes on loopback, for the demo and the tests, and the private network
+//! namespace they run in.
+//!
+//! An EasyTier node looks for public STUN servers as soon as it starts (DNS queries, then UDP
+//! to the internet). The demo and the tests must not send such traffic, so they first move the
+//! process into a new network namespace that has only a loopback interface: the nodes, the probe
+//! and the test backend all live there, and nothing can leave the machine.
+
+use std::time::{Duration, Instant};
+
+use easytier::common::config::{ConfigLoader, Flags, NetworkIdentity, TomlConfigLoader};
+use easytier::launcher::NetworkInstance;
+
+/// Moves the calling process into a new network namespace with loopback up.
+///
+/// Must be called while the process is single-threaded (before any runtime starts): threads
+/// and child processes created afterwards inherit the namespace. Sockets bound before the call
+/// stay in the original namespace, which is how the demo keeps its API reachable.
+pub fn isolate_network() -> Result<(), String> {
+    // SAFETY: plain syscalls with no memory passed except the checked ifreq below.
+    unsafe {
+        let uid = libc::getuid();
+        let gid = libc::getgid();
+        let flags = if uid == 0 {
+            libc::CLONE_NEWNET
+        } else {
+            libc::CLONE_NEWUSER | libc::CLONE_NEWNET
+        };
+        if libc::unshare(flags) != 0 {
+            return Err(format!(
+                "cannot create a private network namespace: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if uid != 0 {
+            // Keep our own uid and gid inside the new user namespace.
+            let _ = std::fs::write("/proc/self/setgroups", "deny");
+            std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+                .map_err(|e| format!("cannot map the uid in the new user namespace: {e}"))?;
+            std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+                .map_err(|e| format!("cannot map the gid in the new user namespace: {e}"))?;
+        }
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(format!(
+                "cannot bring up loopback in the new namespace: {err}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A free port on 127.0.0.1 for both tcp and udp at the time of asking.
+pub fn free_port() -> u16 {
+    loop {
+        let Ok(tcp) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = tcp.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running EasyTier node (easytier 2.0.3, in its own thread and runtime). Stops on drop.
+pub struct LocalNode {
+    pub name: String,
+    /// (protocol, port) of each listener on 127.0.0.1.
+    pub listeners: Vec<(String, u16)>,
+    instance: NetworkInstance,
+}
+
+impl LocalNode {
+    /// Starts a node in `network_name` with `secret`, listening on 127.0.0.1 with a fresh
+    /// port for each protocol, and waits until its listeners run.
+    pub fn start(
+        name: &str,
+        network_name: &str,
+        secret: &str,
+        protocols: &[&str],
+    ) -> anyhow::Result<LocalNode> {
+        let listeners: Vec<(String, u16)> = protocols
+            .iter()
+            .map(|p| (p.to_string(), free_port()))
+            .collect();
+        let config = TomlConfigLoader::default();
+        config.set_inst_name(name.to_string());
+        config.set_hostname(Some(name.to_string()));
+        config.set_id(uuid::Uuid::new_v4());
+        config.set_network_identity(NetworkIdentity::new(network_name.into(), secret.into()));
+        config.set_listeners(
+            listeners
+                .iter()
+                .map(|(p, port)| format!("{p}://127.0.0.1:{port}").parse())
+                .collect::<Result<_, _>>()?,
+        );
+        let flags = Flags {
+            no_tun: true,
+            enable_ipv6: false,
+            disable_p2p: true,
+            disable_udp_hole_punching: true,
+            ..Flags::default()
+        };
+        config.set_flags(flags);
+        let mut instance = NetworkInstance::new(config);
+        instance.start()?;
+        let node = LocalNode {
+            name: name.into(),
+            listeners,
+            instance,
+        };
+        node.wait_ready(Duration::from_secs(15))?;
+        Ok(node)
+    }
+
+    fn wait_ready(&self, bound: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(info) = self.instance.get_running_info() {
+                if let Some(err) = info.error_msg {
+                    anyhow::bail!("EasyTier node {} failed: {err}", self.name);
+                }
+                // Our listeners plus the in-memory ring listener every node has.
+                if info.my_node_info.listeners.len() > self.listeners.len() {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > bound {
+                anyhow::bail!(
+                    "EasyTier node {} did not start its listeners within {bound:?}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self, protocol: &str) -> u16 {
+        self.listeners
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .map(|(_, port)| *port)
+            .unwrap_or_else(|| panic!("node {} has no {protocol} listener", self.name))
+    }
+}

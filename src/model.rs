@@ -1,0 +1,375 @@
+//! The domain types shared by the jobs, the store and the API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// The protocols the probe can speak.
+pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
+
+/// A peer to probe, as assigned by the backend or listed in the peers file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Lower-cased; may be a protocol we cannot speak (probed as `unsupported_protocol`).
+    pub protocol: String,
+    pub network_name: String,
+    /// The peer's own secret; when absent the configured `NETWORK_SECRET` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_secret: Option<Secret>,
+    /// The backend's view of the peer, kept for reference only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_status: Option<String>,
+}
+
+/// Why a peer entry from outside was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer entry {index}{id}: {reason}")]
+pub struct PeerEntryError {
+    pub index: usize,
+    /// ` (id X)` when the entry had a usable id.
+    pub id: String,
+    pub reason: String,
+}
+
+impl Peer {
+    /// Builds a peer from one entry of a backend answer or a peers file.
+    /// Unknown fields are ignored; `id` may be a number or a string.
+    pub fn from_entry(index: usize, entry: &Value) -> Result<Peer, PeerEntryError> {
+        let fail = |id: &str, reason: String| PeerEntryError {
+            index,
+            id: if id.is_empty() {
+                String::new()
+            } else {
+                format!(" (id {id})")
+            },
+            reason,
+        };
+        let obj = entry
+            .as_object()
+            .ok_or_else(|| fail("", "is not an object".into()))?;
+        let id = match obj.get("id") {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => s.trim().into(),
+            Some(Value::String(_)) => return Err(fail("", "id is empty or too long".into())),
+            Some(_) => return Err(fail("", "id must be a number or a string".into())),
+            None => return Err(fail("", "id is missing".into())),
+        };
+        let text = |key: &str| -> Result<Option<String>, PeerEntryError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(fail(&id, format!("{key} must be a string"))),
+            }
+        };
+        let host = text("host")?
+            .map(|h| {
+                h.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            })
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| fail(&id, "host is missing or empty".into()))?;
+        if host.len() > 253 + 2 || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(fail(&id, "host is not a valid host name or address".into()));
+        }
+        let port = match obj.get("port") {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| fail(&id, "port is missing or not a number".into()))?;
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| fail(&id, format!("port {port} is outside 1..=65535")))?;
+        let protocol = text("protocol")?
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| fail(&id, "protocol is missing".into()))?;
+        let network_name = text("network_name")?
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| fail(&id, "network_name is missing or empty".into()))?;
+        let name = text("name")?
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| format!("{protocol}://{host}:{port}"));
+        let network_secret = text("network_secret")?
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
+        let backend_status = text("status").ok().flatten();
+        Ok(Peer {
+            id,
+            name: truncate(&name, 200),
+            host,
+            port,
+            protocol,
+            network_name,
+            network_secret,
+            backend_status,
+        })
+    }
+
+    pub fn is_supported(&self) -> bool {
+        SUPPORTED_PROTOCOLS.contains(&self.protocol.as_str())
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// Parses a list of peer entries: good entries are kept, bad ones reported, duplicate ids
+/// after the first are rejected.
+pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>) {
+    let mut peers: Vec<Peer> = Vec::with_capacity(entries.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        match Peer::from_entry(index, entry) {
+            Ok(peer) if !seen.insert(peer.id.clone()) => errors.push(PeerEntryError {
+                index,
+                id: format!(" (id {})", peer.id),
+                reason: "duplicate id; the first entry with this id is kept".into(),
+            }),
+            Ok(peer) => peers.push(peer),
+            Err(e) => errors.push(e),
+        }
+    }
+    (peers, errors)
+}
+
+/// Where a stored peer list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListSource {
+    Backend,
+    File,
+}
+
+/// The stored peer list: replaced whole, only by a valid answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerList {
+    pub fetched_at: DateTime<Utc>,
+    pub source: ListSource,
+    pub peers: Vec<Peer>,
+}
+
+/// The classes of a failed probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Timeout,
+    ConnectRefused,
+    Dns,
+    HandshakeRejected,
+    ProtocolError,
+    UnsupportedProtocol,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::Dns => "dns",
+            ErrorKind::HandshakeRejected => "handshake_rejected",
+            ErrorKind::ProtocolError => "protocol_error",
+            ErrorKind::UnsupportedProtocol => "unsupported_protocol",
+        }
+    }
+}
+
+/// The verdict of one probe of one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub up: bool,
+    /// Round trip of an EasyTier ping/pong, microseconds; only when up.
+    pub rtt_us: Option<u64>,
+    pub error_kind: Option<ErrorKind>,
+    /// Human-readable detail of a failure, for logs and the API.
+    pub error: Option<String>,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// One history sample of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    pub up: bool,
+    pub rtt_us: Option<u64>,
+    pub error_kind: Option<ErrorKind>,
+}
+
+/// Aggregate of the latest sweep, which status-report sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSummary {
+    pub at: DateTime<Utc>,
+    pub peers: usize,
+    pub reachable: usize,
+    pub avg_rtt_us: Option<u64>,
+    pub max_rtt_us: Option<u64>,
+}
+
+impl SweepSummary {
+    pub fn from_results<'a>(
+        at: DateTime<Utc>,
+        results: impl IntoIterator<Item = &'a ProbeResult>,
+    ) -> Self {
+        let mut peers = 0;
+        let mut rtts = Vec::new();
+        for r in results {
+            peers += 1;
+            if r.up {
+                rtts.push(r.rtt_us.unwrap_or(0));
+            }
+        }
+        let reachable = rtts.len();
+        let avg_rtt_us = (reachable > 0).then(|| rtts.iter().sum::<u64>() / reachable as u64);
+        SweepSummary {
+            at,
+            peers,
+            reachable,
+            avg_rtt_us,
+            max_rtt_us: rtts.iter().copied().max(),
+        }
+    }
+}
+
+/// How a job run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The built-in scheduler of `serve`.
+    Schedule,
+    /// `run-job` on the command line (systemd timer, Nomad, by hand).
+    Cli,
+    /// `POST /api/jobs/{name}/run`.
+    Api,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Cli => "cli",
+            Trigger::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Recorded when a run starts; a run still `running` in a store nobody holds was interrupted.
+    Running,
+    Ok,
+    Failed,
+    /// Not run because the previous run of the same job was still going.
+    Skipped,
+    /// The process died during the run (found at the next open of the store).
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The record of one run of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRun {
+    pub id: u64,
+    pub job: String,
+    pub trigger: Trigger,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+    pub summary: Value,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn entries_accept_numbers_strings_and_unknown_fields() {
+        let p = Peer::from_entry(
+            0,
+            &json!({"id": 7, "name": "n", "host": "127.0.0.1", "port": "11010",
+                    "protocol": "TCP", "network_name": "main", "extra": [1],
+                    "status": "Online", "response_time": 5}),
+        )
+        .unwrap();
+        assert_eq!(p.id, "7");
+        assert_eq!(p.port, 11010);
+        assert_eq!(p.protocol, "tcp");
+        assert!(p.is_supported());
+        let p = Peer::from_entry(
+            0,
+            &json!({"id": "a", "host": "h", "port": 1, "protocol": "http", "network_name": "x"}),
+        )
+        .unwrap();
+        assert!(!p.is_supported());
+        assert_eq!(p.name, "http://h:1");
+    }
+
+    #[test]
+    fn bad_entries_are_rejected_with_a_reason() {
+        let base = json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
+        for (field, value, needle) in [
+            ("port", json!(0), "port 0"),
+            ("port", json!(70000), "port 70000"),
+            ("host", json!(""), "host"),
+            ("id", json!(null), "id must be"),
+            ("id", json!([1]), "id must be"),
+            ("network_name", json!(3), "network_name"),
+        ] {
+            let mut entry = base.clone();
+            entry[field] = value;
+            let err = Peer::from_entry(4, &entry).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+            assert_eq!(err.index, 4);
+        }
+        let (peers, errors) = parse_peer_entries(&[base.clone(), json!("x"), base]);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(errors.len(), 2);
+        assert!(errors[1].reason.contains("duplicate"));
+    }
+
+    #[test]
+    fn sweep_summary_averages_reachable_peers_only() {
+        let now = Utc::now();
+        let r = |up, rtt| ProbeResult {
+            up,
+            rtt_us: rtt,
+            error_kind: None,
+            error: None,
+            checked_at: now,
+        };
+        let s = SweepSummary::from_results(
+            now,
+            &[r(true, Some(1000)), r(true, Some(3500)), r(false, None)],
+        );
+        assert_eq!((s.peers, s.reachable), (3, 2));
+        assert_eq!(s.avg_rtt_us, Some(2250));
+        assert_eq!(s.max_rtt_us, Some(3500));
+        let s = SweepSummary::from_results(now, &[r(false, None)]);
+        assert_eq!(s.avg_rtt_us, None);
+    }
+}

@@ -1,0 +1,487 @@
+//! The probe: a real EasyTier handshake over the peer's protocol, then ping/pong for the RTT.
+//! The only module (with `localnet`, which runs nodes) that touches the `easytier` crate.
+//!
+//! A peer is up only when it answered our handshake *and* a ping: a node that does not accept
+//! our network secret still sends its handshake answer before it closes the connection.
+
+mod quic;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use easytier::common::config::NetworkIdentity;
+use easytier::proto::peer_rpc::HandshakeRequest;
+use easytier::tunnel::packet_def::{PacketType, ZCPacket};
+use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError};
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use tokio::sync::Semaphore;
+
+use crate::model::{ErrorKind, Peer, ProbeResult};
+
+/// The EasyTier handshake magic and version (unchanged from 2.0 to 2.6).
+const MAGIC: u32 = 0xd1e1a5e1;
+const HANDSHAKE_VERSION: u32 = 1;
+/// Pings after the handshake; the smallest RTT is kept (the first may include the peer's setup).
+const PINGS: u32 = 2;
+/// Non-handshake packets tolerated before the handshake answer.
+const MAX_SKIPPED_PACKETS: usize = 16;
+
+/// What a probe of one peer needs.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
+    pub network_name: String,
+    pub network_secret: String,
+}
+
+impl Target {
+    pub fn for_peer(peer: &Peer, default_secret: &str) -> Self {
+        Target {
+            protocol: peer.protocol.clone(),
+            host: peer.host.clone(),
+            port: peer.port,
+            network_name: peer.network_name.clone(),
+            network_secret: peer
+                .network_secret
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_else(|| default_secret.to_string()),
+        }
+    }
+}
+
+/// A failed probe: its class and what happened.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: ErrorKind,
+    detail: String,
+}
+
+fn fail(kind: ErrorKind, detail: impl Into<String>) -> Failure {
+    Failure {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+/// How far a probe got, read after a timeout to say where it stopped.
+#[derive(Debug, Default)]
+struct Progress {
+    stage: &'static str,
+    rtt_us: Option<u64>,
+}
+
+/// Probes one peer within `timeout`. Never panics the caller: see [`probe_all`].
+pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
+    let checked_at = Utc::now();
+    let mut progress = Progress {
+        stage: "resolving the host",
+        rtt_us: None,
+    };
+    let outcome = tokio::time::timeout(timeout, attempt(target, timeout, &mut progress)).await;
+    let verdict = match outcome {
+        Ok(Ok(rtt_us)) => Ok(rtt_us),
+        // The peer answered a ping already; a later ping running out of time does not undo that.
+        Ok(Err(_)) | Err(_) if progress.rtt_us.is_some() => Ok(progress.rtt_us.unwrap_or(1)),
+        Ok(Err(f)) => Err(f),
+        Err(_) => Err(fail(
+            ErrorKind::Timeout,
+            format!("timed out after {timeout:?} {}", progress.stage),
+        )),
+    };
+    match verdict {
+        Ok(rtt_us) => ProbeResult {
+            up: true,
+            rtt_us: Some(rtt_us),
+            error_kind: None,
+            error: None,
+            checked_at,
+        },
+        Err(f) => ProbeResult {
+            up: false,
+            rtt_us: None,
+            error_kind: Some(f.kind),
+            error: Some(f.detail),
+            checked_at,
+        },
+    }
+}
+
+/// Probes every target with at most `concurrency` at once; results in input order.
+/// Each probe runs in its own task, so a panic in one becomes that peer's failure.
+pub async fn probe_all(
+    targets: Vec<Target>,
+    timeout: Duration,
+    concurrency: usize,
+) -> Vec<ProbeResult> {
+    let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut handles = Vec::with_capacity(targets.len());
+    for target in targets {
+        let semaphore = semaphore.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            probe(&target, timeout).await
+        }));
+    }
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.unwrap_or_else(|e| ProbeResult {
+            up: false,
+            rtt_us: None,
+            error_kind: Some(ErrorKind::ProtocolError),
+            error: Some(format!("the probe task failed: {e}")),
+            checked_at: Utc::now(),
+        }));
+    }
+    results
+}
+
+async fn attempt(
+    target: &Target,
+    budget: Duration,
+    progress: &mut Progress,
+) -> Result<u64, Failure> {
+    let protocol = target.protocol.as_str();
+    if !crate::model::SUPPORTED_PROTOCOLS.contains(&protocol) {
+        return Err(fail(
+            ErrorKind::UnsupportedProtocol,
+            format!("protocol {protocol:?} is not one of tcp, udp, ws, wss, quic, wg"),
+        ));
+    }
+    let addr = resolve(&target.host, target.port).await?;
+    progress.stage = "connecting";
+    let tunnel = connect(target, addr, budget).await?;
+    progress.stage = "waiting for the handshake answer";
+    let (mut stream, mut sink) = tunnel.split();
+
+    let my_peer_id = rand::random::<u32>().max(1);
+    let identity = NetworkIdentity::new(target.network_name.clone(), target.network_secret.clone());
+    let request = HandshakeRequest {
+        magic: MAGIC,
+        my_peer_id,
+        version: HANDSHAKE_VERSION,
+        features: Vec::new(),
+        network_name: target.network_name.clone(),
+        network_secret_digrest: identity.network_secret_digest.unwrap_or_default().to_vec(),
+    };
+    let mut packet = ZCPacket::new_with_payload(&request.encode_to_vec());
+    packet.fill_peer_manager_hdr(my_peer_id, 0, PacketType::HandShake as u8);
+    sink.send(packet)
+        .await
+        .map_err(|e| classify_open(e, "sending the handshake"))?;
+
+    let mut skipped = 0;
+    let peer_id = loop {
+        let packet = match stream.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(classify_open(e, "reading the handshake answer")),
+            None => {
+                return Err(fail(
+                    ErrorKind::HandshakeRejected,
+                    "the peer closed the connection without a handshake answer",
+                ))
+            }
+        };
+        let Some(header) = packet.peer_manager_header() else {
+            return Err(fail(
+                ErrorKind::ProtocolError,
+                "the answer is not an EasyTier packet",
+            ));
+        };
+        if header.packet_type != PacketType::HandShake as u8 {
+            skipped += 1;
+            if skipped > MAX_SKIPPED_PACKETS {
+                return Err(fail(
+                    ErrorKind::ProtocolError,
+                    "no handshake answer among the peer's packets",
+                ));
+            }
+            continue;
+        }
+        let answer = HandshakeRequest::decode(packet.payload()).map_err(|e| {
+            fail(
+                ErrorKind::ProtocolError,
+                format!("undecodable handshake answer: {e}"),
+            )
+        })?;
+        if answer.magic != MAGIC {
+            return Err(fail(
+                ErrorKind::ProtocolError,
+                format!(
+                    "handshake answer has magic {:#x}, not EasyTier's",
+                    answer.magic
+                ),
+            ));
+        }
+        break answer.my_peer_id;
+    };
+
+    progress.stage = "waiting for the pong after the handshake";
+    let mut best: Option<u64> = None;
+    for seq in 0..PINGS {
+        let mut ping = ZCPacket::new_with_payload(&seq.to_le_bytes());
+        ping.fill_peer_manager_hdr(my_peer_id, peer_id, PacketType::Ping as u8);
+        let sent = Instant::now();
+        sink.send(ping)
+            .await
+            .map_err(|e| classify_open(e, "sending a ping"))?;
+        loop {
+            let packet = match stream.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return Err(classify_open(e, "waiting for the pong")),
+                None => {
+                    return Err(fail(
+                        ErrorKind::HandshakeRejected,
+                        "the peer answered the handshake, then closed the connection \
+                         (network secret not accepted?)",
+                    ))
+                }
+            };
+            let is_our_pong = packet
+                .peer_manager_header()
+                .is_some_and(|h| h.packet_type == PacketType::Pong as u8)
+                && packet.payload().get(..4) == Some(&seq.to_le_bytes()[..]);
+            if is_our_pong {
+                let rtt = (sent.elapsed().as_micros() as u64).max(1);
+                best = Some(best.map_or(rtt, |b| b.min(rtt)));
+                progress.rtt_us = best;
+                break;
+            }
+        }
+    }
+    best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))
+}
+
+/// Resolves the host, refusing names that cannot be valid before any query is sent.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    validate_host_name(host)?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| fail(ErrorKind::Dns, format!("cannot resolve {host:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| fail(ErrorKind::Dns, format!("{host:?} has no address")))
+}
+
+fn validate_host_name(host: &str) -> Result<(), Failure> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > 253 {
+        return Err(fail(
+            ErrorKind::Dns,
+            format!(
+                "host name of {} characters is not valid (1..=253)",
+                name.len()
+            ),
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(fail(
+                ErrorKind::Dns,
+                "host name has an empty label or one over 63 characters",
+            ));
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(fail(
+                ErrorKind::Dns,
+                format!("host name {host:?} has characters a DNS name cannot have"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn connect(
+    target: &Target,
+    addr: SocketAddr,
+    budget: Duration,
+) -> Result<Box<dyn Tunnel>, Failure> {
+    let scheme = target.protocol.as_str();
+    if scheme == "quic" {
+        return quic::connect(addr, budget).await;
+    }
+    let url: url::Url = format!("{scheme}://{addr}/").parse().map_err(|e| {
+        fail(
+            ErrorKind::ProtocolError,
+            format!("cannot form a URL for {addr}: {e}"),
+        )
+    })?;
+    let result = match scheme {
+        "tcp" => {
+            easytier::tunnel::tcp::TcpTunnelConnector::new(url)
+                .connect()
+                .await
+        }
+        "udp" => {
+            easytier::tunnel::udp::UdpTunnelConnector::new(url)
+                .connect()
+                .await
+        }
+        "ws" | "wss" => {
+            easytier::tunnel::websocket::WSTunnelConnector::new(url)
+                .connect()
+                .await
+        }
+        "wg" => {
+            let config = easytier::tunnel::wireguard::WgConfig::new_from_network_identity(
+                &target.network_name,
+                &target.network_secret,
+            );
+            easytier::tunnel::wireguard::WgTunnelConnector::new(url, config)
+                .connect()
+                .await
+        }
+        other => {
+            return Err(fail(
+                ErrorKind::UnsupportedProtocol,
+                format!("protocol {other:?} is not supported"),
+            ))
+        }
+    };
+    result.map_err(|e| classify(e, "connecting"))
+}
+
+/// Classifies an error once the tunnel is open: the peer dropping the connection (however the
+/// transport reports it) is a rejection; only undecodable data is a protocol error.
+fn classify_open(e: TunnelError, during: &str) -> Failure {
+    let kind = match &e {
+        TunnelError::InvalidPacket(_)
+        | TunnelError::ExceedMaxPacketSize(..)
+        | TunnelError::InvalidProtocol(_) => ErrorKind::ProtocolError,
+        TunnelError::Timeout(_) => ErrorKind::Timeout,
+        _ => ErrorKind::HandshakeRejected,
+    };
+    fail(kind, format!("{during}: {e}"))
+}
+
+/// Classifies an error while connecting.
+fn classify(e: TunnelError, during: &str) -> Failure {
+    use std::io::ErrorKind as Io;
+    let kind = match &e {
+        TunnelError::IOError(io) => match io.kind() {
+            Io::ConnectionRefused
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::NotConnected
+            | Io::AddrNotAvailable
+            | Io::BrokenPipe => ErrorKind::ConnectRefused,
+            Io::TimedOut | Io::WouldBlock => ErrorKind::Timeout,
+            _ if io.raw_os_error().is_some() => ErrorKind::ConnectRefused,
+            _ => ErrorKind::ProtocolError,
+        },
+        TunnelError::Timeout(_) => ErrorKind::Timeout,
+        TunnelError::NoDnsRecordFound(_) => ErrorKind::Dns,
+        TunnelError::Shutdown => ErrorKind::HandshakeRejected,
+        _ => ErrorKind::ProtocolError,
+    };
+    fail(kind, format!("{during}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(protocol: &str, host: &str, port: u16) -> Target {
+        Target {
+            protocol: protocol.into(),
+            host: host.into(),
+            port,
+            network_name: "n".into(),
+            network_secret: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_protocols_are_unsupported() {
+        for p in ["http", "faketcp", "txt", ""] {
+            let r = probe(&target(p, "127.0.0.1", 1), Duration::from_secs(1)).await;
+            assert!(!r.up);
+            assert_eq!(r.error_kind, Some(ErrorKind::UnsupportedProtocol), "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn impossible_names_fail_as_dns_before_any_query() {
+        let long = "a".repeat(254);
+        let label = format!("{}.example", "b".repeat(64));
+        for host in [long.as_str(), label.as_str(), "bad host", "a..b"] {
+            let r = probe(&target("tcp", host, 1), Duration::from_secs(1)).await;
+            assert_eq!(r.error_kind, Some(ErrorKind::Dns), "{host}: {:?}", r.error);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_tcp_port_is_refused() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let r = probe(&target("tcp", "127.0.0.1", port), Duration::from_secs(2)).await;
+        assert_eq!(
+            r.error_kind,
+            Some(ErrorKind::ConnectRefused),
+            "{:?}",
+            r.error
+        );
+        let r = probe(&target("tcp", "localhost", port), Duration::from_secs(2)).await;
+        assert_eq!(
+            r.error_kind,
+            Some(ErrorKind::ConnectRefused),
+            "{:?}",
+            r.error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_service_times_out_and_a_chatty_one_is_a_protocol_error() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let r = probe(
+            &target("tcp", "127.0.0.1", port),
+            Duration::from_millis(500),
+        )
+        .await;
+        assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
+        assert!(r.error.unwrap().contains("handshake"));
+
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = http.local_addr().unwrap().port();
+        let _serve = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = http.accept().await {
+                let _ = s.write_all(&[0xff; 64]).await;
+            }
+        });
+        let r = probe(&target("tcp", "127.0.0.1", port), Duration::from_secs(2)).await;
+        assert!(!r.up);
+        assert!(
+            matches!(
+                r.error_kind,
+                Some(ErrorKind::ProtocolError | ErrorKind::HandshakeRejected)
+            ),
+            "{:?} {:?}",
+            r.error_kind,
+            r.error
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! `serve`: holds the store, runs the jobs on their schedules (unless `--no-schedule`), serves
+//! the HTTP API and the control channel, and shuts down gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::control;
+use crate::jobs::{effective_schedule, status_report, JobContext, JobName};
+use crate::model::Trigger;
+use crate::runner::Runner;
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+
+/// How long running jobs get to finish at shutdown.
+pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
+/// How long the `Offline` report may take at shutdown.
+const OFFLINE_BOUND: Duration = Duration::from_secs(5);
+
+/// Runs `serve` on an already-bound listener until `shutdown` resolves.
+pub async fn run(
+    settings: Arc<Settings>,
+    store: Store,
+    listener: TcpListener,
+    no_schedule: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ctx = JobContext::new(store.clone(), settings.clone());
+    let runner = Runner::new(ctx.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let control = match control::bind(&settings.data_dir) {
+        Ok(l) => Some(tokio::spawn(control::serve(l, runner.clone(), stopped()))),
+        Err(e) => {
+            tracing::warn!(
+                "no control channel at {}: {e}; run-job cannot reach this process",
+                control::socket_path(&settings.data_dir).display()
+            );
+            None
+        }
+    };
+
+    let jobs: Vec<(JobName, _)> = JobName::ALL
+        .into_iter()
+        .filter(|j| *j != JobName::StatusReport || settings.backend.is_some())
+        .map(|j| (j, effective_schedule(j, &settings)))
+        .collect();
+    let scheduler = if no_schedule {
+        None
+    } else {
+        for (job, schedule) in &jobs {
+            tracing::info!(job = %job, %schedule, "scheduled");
+        }
+        Some(Arc::new(Scheduler::start(runner.clone(), &jobs).await?))
+    };
+    // Probing starts at once rather than one interval after start.
+    let kickoff = scheduler.is_some().then(|| {
+        let runner = runner.clone();
+        let jobs: Vec<JobName> = jobs.iter().map(|(j, _)| *j).collect();
+        tokio::spawn(async move {
+            for job in jobs {
+                if let Err(e) = runner.run(job, Trigger::Schedule).await {
+                    tracing::error!(job = %job, "could not record the run: {e}");
+                }
+            }
+        })
+    });
+
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        data_dir = %settings.data_dir.display(),
+        scheduling = scheduler.is_some(),
+        "serving"
+    );
+    let api = tokio::spawn(api::run(
+        listener,
+        ApiState {
+            runner: runner.clone(),
+            scheduler: scheduler.clone(),
+            started: Instant::now(),
+        },
+        stopped(),
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    if let Some(k) = kickoff {
+        k.abort();
+    }
+    if let Some(s) = &scheduler {
+        s.shutdown().await;
+    }
+    let _ = stop_tx.send(true);
+    if !runner.drain(DRAIN_BOUND).await {
+        tracing::warn!("jobs still running after {DRAIN_BOUND:?}; they are recorded as interrupted at the next start");
+    }
+    if settings.backend.is_some() {
+        match tokio::time::timeout(OFFLINE_BOUND, status_report::send_offline(&ctx)).await {
+            Ok(Ok(_)) => tracing::info!("reported Offline to the backend"),
+            Ok(Err(f)) => tracing::warn!("could not report Offline: {}", f.error),
+            Err(_) => tracing::warn!("could not report Offline within {OFFLINE_BOUND:?}"),
+        }
+    }
+    store.flush().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    if let Some(c) = control {
+        let _ = tokio::time::timeout(Duration::from_secs(1), c).await;
+    }
+    let _ = std::fs::remove_file(control::socket_path(&settings.data_dir));
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! End-to-end tests against real parts: EasyTier nodes in-process on loopback, a real HTTP
+//! backend on 127.0.0.1:0, a real sled store in a temp dir, and the real binary.
+//!
+//! This test binary has its own `main`: before anything else it moves into a private network
+//! namespace with only loopback (EasyTier nodes query public STUN servers when they start; here
+//! those queries cannot leave the machine). Child processes inherit the namespace.
+
+#[path = "e2e/common.rs"]
+mod common;
+#[path = "e2e/probe_verdicts.rs"]
+mod probe_verdicts;
+
+use libtest_mimic::{Arguments, Trial};
+
+fn main() {
+    if let Err(e) = easytier_probe::localnet::isolate_network() {
+        eprintln!(
+            "error: the end-to-end tests need a private network namespace and could not make one: {e}\n\
+             (run as root, or enable unprivileged user namespaces)"
+        );
+        std::process::exit(1);
+    }
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    trials.extend(probe_verdicts::trials());
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A trial running `f` in its own tokio runtime.
+pub fn trial<F, Fut>(name: &'static str, f: F) -> Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    Trial::test(name, move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f())));
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        result.map_err(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into())
+                .into()
+        })
+    })
+}

@@ -1,0 +1,159 @@
+//! Probe verdicts against real EasyTier nodes, one protocol at a time.
+
+use std::time::Duration;
+
+use easytier_probe::localnet::{free_port, LocalNode};
+use easytier_probe::model::ErrorKind;
+use easytier_probe::probe::probe;
+use libtest_mimic::Trial;
+
+use crate::common::{plaintext_quic_bridge, target};
+use crate::trial;
+
+const PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "probe::live_nodes_are_up_with_rtt",
+            live_nodes_are_up_with_rtt,
+        ),
+        trial("probe::wrong_secret_is_never_up", wrong_secret_is_never_up),
+        trial("probe::dead_ports_are_down", dead_ports_are_down),
+        trial(
+            "probe::plaintext_quic_of_easytier_2_6_is_up",
+            plaintext_quic_is_up,
+        ),
+    ]
+}
+
+async fn live_nodes_are_up_with_rtt() {
+    let node =
+        tokio::task::spawn_blocking(|| LocalNode::start("live", "probe-net", "s3cret", &PROTOCOLS))
+            .await
+            .unwrap()
+            .unwrap();
+    for p in PROTOCOLS {
+        let r = probe(
+            &target(p, node.port(p), "probe-net", "s3cret"),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(r.up, "{p}: {:?} {:?}", r.error_kind, r.error);
+        assert!(r.rtt_us.unwrap() > 0, "{p}");
+        assert!(r.error_kind.is_none());
+        // A foreign network name is relayed by the node: still an EasyTier handshake and pong.
+        let r = probe(
+            &target(p, node.port(p), "someone-else", ""),
+            Duration::from_secs(3),
+        )
+        .await;
+        if p != "wg" {
+            assert!(r.up, "{p} foreign: {:?} {:?}", r.error_kind, r.error);
+        }
+    }
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+}
+
+async fn wrong_secret_is_never_up() {
+    let node = tokio::task::spawn_blocking(|| {
+        LocalNode::start("secret", "probe-net", "s3cret", &PROTOCOLS)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    for p in PROTOCOLS {
+        let r = probe(
+            &target(p, node.port(p), "probe-net", "wrong"),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(!r.up, "{p} was up with a wrong secret");
+        let expected: &[ErrorKind] = match p {
+            // wg keys derive from the secret: a wrong one gets no answer at all. A 2.0.3 node
+            // closes a udp connection without a word, so the probe only sees silence.
+            "wg" | "udp" => &[ErrorKind::Timeout, ErrorKind::HandshakeRejected],
+            _ => &[ErrorKind::HandshakeRejected],
+        };
+        assert!(
+            expected.contains(&r.error_kind.unwrap()),
+            "{p}: {:?} {:?}",
+            r.error_kind,
+            r.error
+        );
+    }
+    // The node still works for the right secret afterwards (the probe did not break a listener).
+    let all = easytier_probe::probe::probe_all(
+        PROTOCOLS
+            .iter()
+            .map(|p| target(p, node.port(p), "probe-net", "s3cret"))
+            .collect(),
+        Duration::from_secs(3),
+        16,
+    )
+    .await;
+    for (p, r) in PROTOCOLS.iter().zip(all) {
+        assert!(
+            r.up,
+            "{p} after wrong-secret probes: {:?} {:?}",
+            r.error_kind, r.error
+        );
+    }
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+}
+
+async fn dead_ports_are_down() {
+    for p in PROTOCOLS {
+        let port = free_port();
+        let r = probe(
+            &target(p, port, "probe-net", "s"),
+            Duration::from_millis(1500),
+        )
+        .await;
+        assert!(!r.up, "{p}");
+        let kind = r.error_kind.unwrap();
+        assert!(
+            matches!(kind, ErrorKind::ConnectRefused | ErrorKind::Timeout),
+            "{p}: {kind:?} {:?}",
+            r.error
+        );
+        if p == "tcp" || p == "ws" || p == "wss" {
+            assert_eq!(kind, ErrorKind::ConnectRefused, "{p}");
+        }
+    }
+    let r = probe(&target("sctp", 1, "n", ""), Duration::from_secs(1)).await;
+    assert_eq!(r.error_kind, Some(ErrorKind::UnsupportedProtocol));
+}
+
+async fn plaintext_quic_is_up() {
+    let node =
+        tokio::task::spawn_blocking(|| LocalNode::start("bridge", "probe-net", "s3cret", &["tcp"]))
+            .await
+            .unwrap()
+            .unwrap();
+    let (addr, _bridge) = plaintext_quic_bridge(node.port("tcp")).await;
+    let r = probe(
+        &target("quic", addr.port(), "probe-net", "s3cret"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
+    let r = probe(
+        &target("quic", addr.port(), "probe-net", "wrong"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        r.error_kind,
+        Some(ErrorKind::HandshakeRejected),
+        "{:?}",
+        r.error
+    );
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+}
