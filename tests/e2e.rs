@@ -7,8 +7,12 @@
 
 #[path = "e2e/common.rs"]
 mod common;
+#[path = "e2e/contract.rs"]
+mod contract;
 #[path = "e2e/probe_verdicts.rs"]
 mod probe_verdicts;
+#[path = "e2e/processes.rs"]
+mod processes;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -23,6 +27,8 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     trials.extend(probe_verdicts::trials());
+    trials.extend(contract::trials());
+    trials.extend(processes::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

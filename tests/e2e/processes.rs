@@ -1,0 +1,452 @@
+//! `serve` and `run-job` as processes: exit codes, the control channel, the HTTP API, and a
+//! graceful shutdown that reports `Offline`.
+
+use std::time::{Duration, Instant};
+
+use easytier_probe::store::Store;
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::common::{
+    backend, bin, http, node, output, peer_entry, stderr, stdout_json, stop_node, wait_for,
+    ServeProcess,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "run_job::exit_2_names_the_setting",
+            exit_2_names_the_setting,
+        ),
+        trial(
+            "run_job::exit_1_when_the_job_fails",
+            exit_1_when_the_job_fails,
+        ),
+        trial(
+            "run_job::exit_75_when_the_store_stays_busy",
+            exit_75_when_busy,
+        ),
+        trial(
+            "run_job::runs_through_a_serve_holding_the_store",
+            beside_serve,
+        ),
+        trial(
+            "serve::routes_admin_trigger_and_offline_on_sigterm",
+            serve_routes_and_sigterm,
+        ),
+        trial(
+            "build::vendored_protoc_runs_without_protoc_on_path",
+            vendored_protoc,
+        ),
+    ]
+}
+
+async fn exit_2_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    // (arguments, environment, what stderr must name)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["run-job", "peer-fetch"],
+            vec![("DISTRIBUTED_MODE_ENABLED", "true"), ("NODE_TOKEN", "t")],
+            "BACKEND_BASE_URL",
+        ),
+        (
+            vec!["run-job", "peer-fetch"],
+            vec![
+                ("DISTRIBUTED_MODE_ENABLED", "true"),
+                ("BACKEND_BASE_URL", "http://127.0.0.1:9"),
+            ],
+            "NODE_TOKEN",
+        ),
+        (
+            vec!["run-job", "probe-sweep", "--health-check-interval", "0"],
+            vec![],
+            "HEALTH_CHECK_INTERVAL",
+        ),
+        (
+            vec!["run-job", "status-report"],
+            vec![],
+            "status-report needs a backend",
+        ),
+        (vec!["run-job", "peer-fetch"], vec![], "PEERS_FILE"),
+        (vec!["run-job", "no-such-job"], vec![], "no-such-job"),
+        (
+            vec!["run-job", "peer-fetch", "--wait", "soon"],
+            vec![],
+            "--wait",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", dir.path().join("data"))
+            .args(&args)
+            .envs(env);
+        let o = output(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+    // A .env in the working directory is read, and the environment wins over it.
+    std::fs::write(
+        dir.path().join(".env"),
+        "DISTRIBUTED_MODE_ENABLED=true\nNODE_TOKEN=t\n",
+    )
+    .unwrap();
+    let mut c = bin(dir.path());
+    c.args(["run-job", "peer-fetch"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("BACKEND_BASE_URL"), "{}", stderr(&o));
+    let mut c = bin(dir.path());
+    c.env("DISTRIBUTED_MODE_ENABLED", "false")
+        .args(["run-job", "peer-fetch"]);
+    let o = output(c).await;
+    assert!(stderr(&o).contains("PEERS_FILE"), "{}", stderr(&o));
+}
+
+async fn exit_1_when_the_job_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = dir.path().join("peers.json");
+    std::fs::write(&peers, "[{\"id\": 1, \"host\": ").unwrap();
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", dir.path().join("data"))
+        .env("PEERS_FILE", &peers)
+        .args(["run-job", "peer-fetch", "--json"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = stdout_json(&o);
+    assert_eq!(j["outcome"], "failed");
+    assert!(j["error"].as_str().unwrap().contains("peers.json"));
+    assert!(stderr(&o).contains("malformed"), "{}", stderr(&o));
+    // The failed run is recorded.
+    let store = Store::open(&dir.path().join("data"), "test").unwrap();
+    let runs = store.runs("peer-fetch", 5).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.as_str(), "failed");
+}
+
+async fn exit_75_when_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let holder = Store::open(&data, "a test holding the store").unwrap();
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .args(["run-job", "probe-sweep", "--wait", "1s"]);
+    let start = Instant::now();
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let err = stderr(&o);
+    assert!(err.contains("a test holding the store"), "{err}");
+    assert!(
+        !err.to_lowercase().contains("could not acquire lock"),
+        "{err}"
+    );
+
+    // Released within --wait: the run goes ahead.
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .args(["run-job", "probe-sweep", "--wait", "20s"]);
+    let child = std::thread::spawn(move || c.output().unwrap());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(holder);
+    let o = tokio::task::spawn_blocking(move || child.join().unwrap())
+        .await
+        .unwrap();
+    // It ran (and failed: no peer list yet), which is exit 1, not 75.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no stored peer list"), "{}", stderr(&o));
+}
+
+async fn beside_serve() {
+    let n = node("beside", "net-b", "sec-b", &["tcp", "wg"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let peers = dir.path().join("peers.toml");
+    std::fs::write(
+        &peers,
+        format!(
+            "[[peers]]\nid = 1\nname = \"b tcp\"\nhost = \"127.0.0.1\"\nport = {}\nprotocol = \"tcp\"\nnetwork_name = \"net-b\"\n\n\
+             [[peers]]\nid = 2\nname = \"b wg\"\nhost = \"localhost\"\nport = {}\nprotocol = \"wg\"\nnetwork_name = \"net-b\"\n",
+            n.port("tcp"),
+            n.port("wg")
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let env = |c: &mut std::process::Command| {
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", &peers)
+            .env("NETWORK_SECRET", "sec-b");
+    };
+    let mut c = bin(dir.path());
+    env(&mut c);
+    c.args(["serve", "--no-schedule"]);
+    let mut serve = ServeProcess::start(c, dir.path()).await;
+
+    // Nothing is scheduled: no runs appear by themselves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, runs) = serve.get("/api/jobs/peer-fetch/runs").await;
+    assert_eq!(runs["data"]["items"], json!([]));
+
+    for job in ["peer-fetch", "probe-sweep"] {
+        let mut c = bin(dir.path());
+        env(&mut c);
+        c.args(["run-job", job, "--json"]);
+        let o = output(c).await;
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{job}: {}\nserve log:\n{}",
+            stderr(&o),
+            serve.log()
+        );
+        assert_eq!(stdout_json(&o)["outcome"], "ok");
+    }
+    let (code, body) = serve.get("/api/jobs/probe-sweep/runs").await;
+    assert_eq!(code, 200);
+    let items = body["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["trigger"], "cli");
+    assert_eq!(items[0]["summary"]["reachable"], 2, "{}", items[0]);
+
+    // Triggering over the API is off without an admin token.
+    let (code, body) =
+        http(reqwest::Client::new().post(format!("{}/api/jobs/probe-sweep/run", serve.base))).await;
+    assert_eq!(code, 403);
+    assert_eq!(body["code"], 403);
+
+    let status = serve.terminate(Duration::from_secs(15)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", serve.log());
+    stop_node(n).await;
+}
+
+async fn serve_routes_and_sigterm() {
+    let n = node("serve", "net-c", "sec-c", &["tcp", "udp"]).await;
+    let (b, url) = backend(vec![
+        peer_entry(json!(1), "tcp", n.port("tcp"), "net-c", Some("sec-c")),
+        peer_entry(json!(2), "udp", n.port("udp"), "net-c", Some("wrong")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.env("DISTRIBUTED_MODE_ENABLED", "true")
+        .env("BACKEND_BASE_URL", &url)
+        .env("NODE_TOKEN", "tok")
+        .env("ADMIN_TOKEN", "admin-tok")
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("HEALTH_CHECK_INTERVAL", "1")
+        .env("STATUS_REPORT_INTERVAL", "2")
+        .env("REGION", "eu");
+    let mut serve = ServeProcess::start(c, dir.path()).await;
+
+    let ready = wait_for(Duration::from_secs(20), || async {
+        let (_, h) = serve.get("/health").await;
+        h["data"]["jobs"]["probe-sweep"]["last_outcome"] == "ok"
+            && h["data"]["jobs"]["status-report"]["last_outcome"] == "ok"
+    })
+    .await;
+    assert!(ready, "{}", serve.log());
+
+    let (code, h) = serve.get("/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(h["code"], 200);
+    assert!(h["message"].is_string());
+    let d = &h["data"];
+    assert_eq!(d["status"], "ok");
+    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
+    assert!(d["uptime_s"].is_u64());
+    assert_eq!(d["peers"], 2);
+    for job in ["peer-fetch", "probe-sweep", "status-report"] {
+        assert!(d["jobs"][job]["last_run_at"].is_string(), "{job}: {d}");
+    }
+
+    let (code, nodes) = serve.get("/api/nodes").await;
+    assert_eq!(code, 200);
+    assert_eq!(nodes["data"]["total"], 2);
+    let items = nodes["data"]["items"].as_array().unwrap();
+    let one = items.iter().find(|i| i["id"] == "1").unwrap();
+    for field in [
+        "name",
+        "host",
+        "port",
+        "protocol",
+        "network_name",
+        "last_checked_at",
+    ] {
+        assert!(!one[field].is_null(), "{field}: {one}");
+    }
+    assert_eq!(one["up"], true);
+    assert!(one["rtt_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(one["error_kind"], Value::Null);
+    assert_eq!(one["uptime"]["1h"], 100.0);
+    let two = items.iter().find(|i| i["id"] == "2").unwrap();
+    assert_eq!(two["up"], false);
+    assert!(two["error_kind"].is_string());
+    assert_eq!(two["uptime"]["24h"], 0.0);
+
+    let (code, health) = serve.get("/api/nodes/1/health?window=1h").await;
+    assert_eq!(code, 200);
+    let d = &health["data"];
+    assert_eq!(d["id"], "1");
+    assert_eq!(d["window"], "1h");
+    assert!(d["stats"]["checks"].as_u64().unwrap() >= 1);
+    assert_eq!(d["stats"]["checks"], d["stats"]["up"]);
+    assert_eq!(d["stats"]["loss_pct"], 0.0);
+    assert!(d["stats"]["rtt_ms"]["p95"].as_f64().unwrap() > 0.0);
+    assert!(!d["series"].as_array().unwrap().is_empty());
+    for window in ["24h", "7d", "30d"] {
+        let (code, _) = serve
+            .get(&format!("/api/nodes/1/health?window={window}"))
+            .await;
+        assert_eq!(code, 200, "{window}");
+    }
+    let (code, bad) = serve.get("/api/nodes/1/health?window=2d").await;
+    assert_eq!((code, bad["code"].clone()), (400, json!(400)));
+    let (code, missing) = serve.get("/api/nodes/nope/health").await;
+    assert_eq!((code, missing["code"].clone()), (404, json!(404)));
+    assert_eq!(missing["data"], Value::Null);
+    let (code, missing) = serve.get("/no/such/route").await;
+    assert_eq!((code, missing["code"].clone()), (404, json!(404)));
+
+    let (code, jobs) = serve.get("/api/jobs").await;
+    assert_eq!(code, 200);
+    let items = jobs["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let sweep = items.iter().find(|i| i["name"] == "probe-sweep").unwrap();
+    assert_eq!(sweep["schedule"], "every 1s");
+    assert_eq!(sweep["overlap"], "forbid");
+    assert!(sweep["timeout_s"].as_u64().unwrap() > 0);
+    assert!(sweep["next_run_at"].is_string(), "{sweep}");
+    assert!(sweep["last_run"]["id"].is_u64());
+
+    let (code, runs) = serve.get("/api/jobs/probe-sweep/runs?limit=2").await;
+    assert_eq!(code, 200);
+    let runs = runs["data"]["items"].as_array().unwrap();
+    assert!(!runs.is_empty() && runs.len() <= 2);
+    if runs.len() == 2 {
+        assert!(
+            runs[0]["id"].as_u64() > runs[1]["id"].as_u64(),
+            "newest first"
+        );
+    }
+    for field in [
+        "id",
+        "job",
+        "trigger",
+        "started_at",
+        "duration_ms",
+        "outcome",
+        "summary",
+        "error",
+    ] {
+        assert!(runs[0].get(field).is_some(), "{field}");
+    }
+    let (code, _) = serve.get("/api/jobs/probe-sweep/runs?limit=zero").await;
+    assert_eq!(code, 400);
+    let (code, _) = serve.get("/api/jobs/nope/runs").await;
+    assert_eq!(code, 404);
+
+    let post = |token: Option<&str>| {
+        let mut r = reqwest::Client::new().post(format!("{}/api/jobs/peer-fetch/run", serve.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        http(r)
+    };
+    assert_eq!(post(None).await.0, 401);
+    assert_eq!(post(Some("admin-tok-")).await.0, 401);
+    let (code, run) = post(Some("admin-tok")).await;
+    assert_eq!(code, 200, "{run}");
+    assert_eq!(run["data"]["trigger"], "api");
+    assert_eq!(run["data"]["outcome"], "ok");
+    let (code, big) = http(
+        reqwest::Client::new()
+            .post(format!("{}/api/jobs/peer-fetch/run", serve.base))
+            .bearer_auth("admin-tok")
+            .body(vec![b'x'; 200_000]),
+    )
+    .await;
+    assert_eq!((code, big["code"].clone()), (413, json!(413)));
+
+    let metrics = reqwest::get(format!("{}/metrics", serve.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "easytier_probe_peer_up{id=\"1\",name=\"peer 1\",protocol=\"tcp\",region=\"eu\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("easytier_probe_peer_up{id=\"2\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("easytier_probe_peer_rtt_seconds{id=\"1\""));
+    assert!(metrics.contains("easytier_probe_job_runs_total{job=\"probe-sweep\",outcome=\"ok\"}"));
+    assert!(
+        metrics.contains("easytier_probe_job_last_success_timestamp_seconds{job=\"peer-fetch\"}")
+    );
+
+    let page = reqwest::get(format!("{}/", serve.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("peer 1") && page.contains("peer 2"));
+    assert!(page.contains(">up<") && page.contains(">down<"));
+
+    let puts_before = b.recorded().iter().filter(|r| r.method == "PUT").count();
+    assert!(puts_before >= 1);
+    let status = serve.terminate(Duration::from_secs(15)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", serve.log());
+    let last = b
+        .recorded()
+        .into_iter()
+        .rfind(|r| r.method == "PUT")
+        .unwrap();
+    let body = last.body.unwrap();
+    assert_eq!(body["status"], "Offline");
+    assert_eq!(last.headers["x-node-token"], "tok");
+    assert_eq!(body["metadata"]["region"], "eu");
+    stop_node(n).await;
+}
+
+async fn vendored_protoc() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = std::fs::read_to_string(format!("{root}/.cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("PROTOC") && config.contains("tools/protoc"),
+        "{config}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.proto"),
+        "syntax = \"proto3\";\nmessage M { uint32 a = 1; }\n",
+    )
+    .unwrap();
+    let mut c = std::process::Command::new("sh");
+    c.arg(format!("{root}/tools/protoc"))
+        .arg(format!("-I{}", dir.path().display()))
+        .arg(format!(
+            "--descriptor_set_out={}",
+            dir.path().join("t.desc").display()
+        ))
+        .arg("t.proto")
+        .env_clear()
+        // A PATH with the basic tools only: no protoc on it.
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", std::env::var("HOME").unwrap_or_default());
+    if let Ok(h) = std::env::var("CARGO_HOME") {
+        c.env("CARGO_HOME", h);
+    }
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(dir.path().join("t.desc")).unwrap().len() > 0);
+}
