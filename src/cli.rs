@@ -217,34 +217,54 @@ fn print_summary(summary: &Value) {
     }
 }
 
+/// `jobs`: from the store when it is free, else from the `serve` that holds it.
 fn list_jobs(settings: &Settings) -> ExitCode {
-    let store = Store::open(&settings.data_dir, "jobs");
-    let note = match &store {
-        Err(StoreError::Busy { owner, .. }) => Some(format!(
-            "last runs unavailable: the store is in use by {owner}"
-        )),
-        Err(e) => Some(format!("last runs unavailable: {e}")),
-        Ok(_) => None,
-    };
+    let (last_runs, note): (Vec<Option<JobRun>>, Option<String>) =
+        match Store::open(&settings.data_dir, "jobs") {
+            Ok(store) => {
+                let runs: Result<Vec<_>, _> = JobName::ALL
+                    .into_iter()
+                    .map(|j| store.last_run(j.as_str()))
+                    .collect();
+                match runs {
+                    Ok(r) => (r, None),
+                    Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
+                }
+            }
+            Err(StoreError::Busy { owner, .. }) => {
+                let asked = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                    rt.block_on(control::last_runs(&settings.data_dir))
+                        .map_err(|e| e.to_string())
+                });
+                match asked {
+                    Ok(r) => (r, None),
+                    Err(e) => (
+                        Vec::new(),
+                        Some(format!(
+                            "last runs unavailable: the store is in use by {owner} ({e})"
+                        )),
+                    ),
+                }
+            }
+            Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
+        };
     println!(
-        "{:<14} {:<16} {:>8}  {:<8} last run",
+        "{:<14} {:<16} {:>8}  {:<8} LAST RUN",
         "JOB", "SCHEDULE", "TIMEOUT", "OVERLAP"
     );
-    for job in JobName::ALL {
+    for (i, job) in JobName::ALL.into_iter().enumerate() {
         let spec = job.spec();
-        let last = match &store {
-            Ok(s) => match s.last_run(job.as_str()) {
-                Ok(Some(r)) => format!(
-                    "{} {} ({} ms)",
-                    r.started_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    r.outcome.as_str(),
-                    r.duration_ms
-                ),
-                Ok(None) => "never".into(),
-                Err(e) => format!("unavailable: {e}"),
-            },
-            Err(_) => "?".into(),
+        let last = match last_runs.get(i) {
+            Some(Some(r)) => format!(
+                "{} {} ({} ms, {})",
+                r.started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.outcome.as_str(),
+                r.duration_ms,
+                r.trigger.as_str()
+            ),
+            Some(None) => "never".into(),
+            None => "?".into(),
         };
         println!(
             "{:<14} {:<16} {:>7}s  {:<8} {last}",

@@ -18,15 +18,27 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Request {
-    job: String,
-    trigger: Trigger,
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    /// Run a job now and answer with its record.
+    Run { job: String, trigger: Trigger },
+    /// Answer with the last run of every job.
+    LastRuns,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Response {
     run: Option<JobRun>,
+    #[serde(default)]
+    last_runs: Vec<Option<JobRun>>,
     error: Option<String>,
+}
+
+fn failure(error: impl Into<String>) -> Response {
+    Response {
+        error: Some(error.into()),
+        ..Response::default()
+    }
 }
 
 /// Binds the control socket. Call only while holding the store (a stale socket is replaced).
@@ -80,26 +92,31 @@ async fn handle(stream: UnixStream, runner: Runner) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(read.take(4096)).read_line(&mut line).await?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => match JobName::parse(&req.job) {
-            Some(job) => match runner.run(job, req.trigger).await {
+        Ok(Request::Run { job, trigger }) => match JobName::parse(&job) {
+            Some(job) => match runner.run(job, trigger).await {
                 Ok(run) => Response {
                     run: Some(run),
-                    error: None,
+                    ..Response::default()
                 },
-                Err(e) => Response {
-                    run: None,
-                    error: Some(e.to_string()),
+                Err(e) => failure(e.to_string()),
+            },
+            None => failure(format!("unknown job {job:?}")),
+        },
+        Ok(Request::LastRuns) => {
+            let store = &runner.context().store;
+            let runs: Result<Vec<_>, _> = JobName::ALL
+                .into_iter()
+                .map(|j| store.last_run(j.as_str()))
+                .collect();
+            match runs {
+                Ok(last_runs) => Response {
+                    last_runs,
+                    ..Response::default()
                 },
-            },
-            None => Response {
-                run: None,
-                error: Some(format!("unknown job {:?}", req.job)),
-            },
-        },
-        Err(e) => Response {
-            run: None,
-            error: Some(format!("bad request: {e}")),
-        },
+                Err(e) => failure(e.to_string()),
+            }
+        }
+        Err(e) => failure(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
@@ -124,6 +141,40 @@ pub async fn request(
     wait: Duration,
 ) -> Result<JobRun, ControlError> {
     let path = socket_path(data_dir);
+    let response = exchange(
+        &path,
+        &Request::Run {
+            job: job.as_str().into(),
+            trigger: Trigger::Cli,
+        },
+        wait,
+    )
+    .await?;
+    match (response.run, response.error) {
+        (Some(run), _) => Ok(run),
+        (None, detail) => Err(ControlError::Remote {
+            path,
+            detail: detail.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Asks the `serve` holding `data_dir` for the last run of every job (in `JobName::ALL` order).
+pub async fn last_runs(data_dir: &Path) -> Result<Vec<Option<JobRun>>, ControlError> {
+    let path = socket_path(data_dir);
+    let response = exchange(&path, &Request::LastRuns, Duration::from_secs(5)).await?;
+    match response.error {
+        None => Ok(response.last_runs),
+        Some(detail) => Err(ControlError::Remote { path, detail }),
+    }
+}
+
+async fn exchange(
+    path: &Path,
+    request: &Request,
+    wait: Duration,
+) -> Result<Response, ControlError> {
+    let path = path.to_path_buf();
     let stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
         Err(_) => return Err(ControlError::NotServing(path)),
@@ -133,11 +184,7 @@ pub async fn request(
         detail: e.to_string(),
     };
     let (read, mut write) = stream.into_split();
-    let mut req = serde_json::to_vec(&Request {
-        job: job.as_str().into(),
-        trigger: Trigger::Cli,
-    })
-    .unwrap_or_default();
+    let mut req = serde_json::to_vec(request).unwrap_or_default();
     req.push(b'\n');
     write.write_all(&req).await.map_err(io)?;
     let mut line = String::new();
@@ -158,15 +205,8 @@ pub async fn request(
             })
         }
     }
-    let response: Response = serde_json::from_str(&line).map_err(|e| ControlError::Io {
-        path: path.clone(),
+    serde_json::from_str(&line).map_err(|e| ControlError::Io {
+        path,
         detail: format!("bad answer: {e}"),
-    })?;
-    match (response.run, response.error) {
-        (Some(run), _) => Ok(run),
-        (None, detail) => Err(ControlError::Remote {
-            path,
-            detail: detail.unwrap_or_default(),
-        }),
-    }
+    })
 }

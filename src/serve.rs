@@ -30,6 +30,11 @@ pub async fn run(
     no_schedule: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if settings.peer_source == crate::config::PeerSource::None {
+        tracing::warn!(
+            "no peer source: peer-fetch will fail until PEERS_FILE or distributed mode is configured"
+        );
+    }
     let ctx = JobContext::new(store.clone(), settings.clone());
     let runner = Runner::new(ctx.clone());
     let (stop_tx, stop_rx) = watch::channel(false);

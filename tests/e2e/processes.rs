@@ -212,6 +212,32 @@ async fn beside_serve() {
     assert_eq!(items[0]["trigger"], "cli");
     assert_eq!(items[0]["summary"]["reachable"], 2, "{}", items[0]);
 
+    // `jobs` reads the last runs through the serve that holds the store.
+    let mut c = bin(dir.path());
+    env(&mut c);
+    c.arg("jobs");
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    let sweep_line = listing
+        .lines()
+        .find(|l| l.starts_with("probe-sweep"))
+        .unwrap_or("");
+    assert!(
+        sweep_line.contains("every 5s") && sweep_line.contains("forbid"),
+        "{listing}"
+    );
+    assert!(
+        sweep_line.contains(" ok (") && sweep_line.contains("cli"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("status-report") && l.contains("never")),
+        "{listing}"
+    );
+
     // Triggering over the API is off without an admin token.
     let (code, body) =
         http(reqwest::Client::new().post(format!("{}/api/jobs/probe-sweep/run", serve.base))).await;
