@@ -16,6 +16,44 @@ use crate::config::{Options, Settings};
 use crate::localnet::LocalNode;
 use crate::store::Store;
 
+/// The terminal, kept aside: the demo's EasyTier nodes (2.0.3) print connection notices on
+/// stdout, which the demo sends to /dev/null so the live summary stays readable.
+static CONSOLE: std::sync::OnceLock<Mutex<std::fs::File>> = std::sync::OnceLock::new();
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match CONSOLE.get() {
+            Some(c) => {
+                if let Ok(mut c) = c.lock() {
+                    let _ = writeln!(c, $($arg)*);
+                }
+            }
+            None => println!($($arg)*),
+        }
+    }};
+}
+
+/// Moves fd 1 to /dev/null and keeps the terminal for `say!`.
+fn quiet_stdout() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let Ok(devnull) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    // SAFETY: dup/dup2 on the process's own descriptors; the duplicate is owned by the File.
+    unsafe {
+        let saved = libc::dup(1);
+        if saved < 0 {
+            return;
+        }
+        if libc::dup2(devnull.as_raw_fd(), 1) < 0 {
+            libc::close(saved);
+            return;
+        }
+        let _ = CONSOLE.set(Mutex::new(std::fs::File::from_raw_fd(saved)));
+    }
+}
+
 /// A request the backend received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -172,6 +210,7 @@ pub fn run(mut options: Options) -> ExitCode {
         }
     };
     options.data_dir = Some(data.path().to_path_buf());
+    quiet_stdout();
     match rt.block_on(demo(options, api)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -182,7 +221,7 @@ pub fn run(mut options: Options) -> ExitCode {
 }
 
 async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Result<()> {
-    println!("Starting EasyTier {} nodes on loopback…", easytier::VERSION);
+    say!("Starting EasyTier {} nodes on loopback…", easytier::VERSION);
     let a = LocalNode::start(
         "node-a",
         "demo-net",
@@ -257,13 +296,13 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
     let listener = tokio::net::TcpListener::from_std(api)?;
     let url = format!("http://{}", listener.local_addr()?);
 
-    println!("\n  status page   {url}/");
-    println!("  nodes         {url}/api/nodes");
-    println!("  node history  {url}/api/nodes/1/health?window=1h");
-    println!("  jobs          {url}/api/jobs");
-    println!("  metrics       {url}/metrics");
-    println!("  demo backend  {backend_url}/peers (inside the demo's network namespace)\n");
-    println!("Node C stops after 40 s to show a peer going down. Ctrl-C stops the demo.\n");
+    say!("\n  status page   {url}/");
+    say!("  nodes         {url}/api/nodes");
+    say!("  node history  {url}/api/nodes/1/health?window=1h");
+    say!("  jobs          {url}/api/jobs");
+    say!("  metrics       {url}/metrics");
+    say!("  demo backend  {backend_url}/peers (inside the demo's network namespace)\n");
+    say!("Node C stops after 40 s to show a peer going down. Ctrl-C stops the demo.\n");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let summary = tokio::spawn(live_summary(store.clone(), backend.clone(), stop_rx));
@@ -271,7 +310,7 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
     let stop_c = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(40)).await;
         if let Some(node) = c.take() {
-            println!("-- stopping node C");
+            say!("-- stopping node C");
             tokio::task::spawn_blocking(move || drop(node)).await.ok();
         }
     });
@@ -285,7 +324,7 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
         .rev()
         .find_map(|r| r.body.as_ref().map(|b| b["status"] == "Offline"))
         .unwrap_or(false);
-    println!(
+    say!(
         "\nStopped. The backend received {} requests; the last report was {}.",
         backend.recorded().len(),
         if offline {
@@ -338,7 +377,7 @@ async fn live_summary(
             .iter()
             .filter(|r| r.method == Method::PUT)
             .count();
-        println!(
+        say!(
             "{}  {}/{} up, avg {} · reports sent {}\n          {}",
             chrono::Local::now().format("%H:%M:%S"),
             sweep.reachable,

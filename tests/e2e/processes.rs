@@ -249,10 +249,21 @@ async fn beside_serve() {
     stop_node(n).await;
 }
 
+const NODE_TOKEN: &str = "node-secret-Zq81";
+const ADMIN_TOKEN: &str = "admin-secret-Xk27";
+const NET_SECRET: &str = "net-secret-Pw55";
+
+/// Fails if any of the secrets above appears in `text`.
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [NODE_TOKEN, ADMIN_TOKEN, NET_SECRET] {
+        assert!(!text.contains(secret), "{what} contains a secret:\n{text}");
+    }
+}
+
 async fn serve_routes_and_sigterm() {
-    let n = node("serve", "net-c", "sec-c", &["tcp", "udp"]).await;
+    let n = node("serve", "net-c", NET_SECRET, &["tcp", "udp"]).await;
     let (b, url) = backend(vec![
-        peer_entry(json!(1), "tcp", n.port("tcp"), "net-c", Some("sec-c")),
+        peer_entry(json!(1), "tcp", n.port("tcp"), "net-c", Some(NET_SECRET)),
         peer_entry(json!(2), "udp", n.port("udp"), "net-c", Some("wrong")),
     ])
     .await;
@@ -260,8 +271,9 @@ async fn serve_routes_and_sigterm() {
     let mut c = bin(dir.path());
     c.env("DISTRIBUTED_MODE_ENABLED", "true")
         .env("BACKEND_BASE_URL", &url)
-        .env("NODE_TOKEN", "tok")
-        .env("ADMIN_TOKEN", "admin-tok")
+        .env("NODE_TOKEN", NODE_TOKEN)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "debug,easytier=off")
         .env("DATA_DIR", dir.path().join("data"))
         .env("HEALTH_CHECK_INTERVAL", "1")
         .env("STATUS_REPORT_INTERVAL", "2")
@@ -383,15 +395,15 @@ async fn serve_routes_and_sigterm() {
         http(r)
     };
     assert_eq!(post(None).await.0, 401);
-    assert_eq!(post(Some("admin-tok-")).await.0, 401);
-    let (code, run) = post(Some("admin-tok")).await;
+    assert_eq!(post(Some("admin-secret-Xk2")).await.0, 401);
+    let (code, run) = post(Some(ADMIN_TOKEN)).await;
     assert_eq!(code, 200, "{run}");
     assert_eq!(run["data"]["trigger"], "api");
     assert_eq!(run["data"]["outcome"], "ok");
     let (code, big) = http(
         reqwest::Client::new()
             .post(format!("{}/api/jobs/peer-fetch/run", serve.base))
-            .bearer_auth("admin-tok")
+            .bearer_auth(ADMIN_TOKEN)
             .body(vec![b'x'; 200_000]),
     )
     .await;
@@ -439,7 +451,7 @@ async fn serve_routes_and_sigterm() {
         .unwrap();
     let body = last.body.unwrap();
     assert_eq!(body["status"], "Offline");
-    assert_eq!(last.headers["x-node-token"], "tok");
+    assert_eq!(last.headers["x-node-token"], NODE_TOKEN);
     assert_eq!(body["metadata"]["region"], "eu");
     stop_node(n).await;
 }
