@@ -439,11 +439,36 @@ async fn serve_routes_and_sigterm() {
         .unwrap();
     assert!(page.contains("peer 1") && page.contains("peer 2"));
     assert!(page.contains(">up<") && page.contains(">down<"));
+    for route in [
+        "/health",
+        "/api/nodes",
+        "/api/nodes/1/health?window=1h",
+        "/api/jobs",
+        "/api/jobs/peer-fetch/runs",
+        "/api/jobs/probe-sweep/runs",
+        "/api/jobs/status-report/runs",
+    ] {
+        let (_, body) = serve.get(route).await;
+        assert_no_secret(route, &body.to_string());
+    }
+    assert_no_secret("/metrics", &metrics);
+    assert_no_secret("/", &page);
 
     let puts_before = b.recorded().iter().filter(|r| r.method == "PUT").count();
     assert!(puts_before >= 1);
     let status = serve.terminate(Duration::from_secs(15)).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", serve.log());
+    let log = serve.log();
+    assert!(log.contains("DEBUG"), "the log has no debug lines:\n{log}");
+    assert_no_secret("the serve log", &log);
+    let mut c = bin(dir.path());
+    c.env("NODE_TOKEN", NODE_TOKEN)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("NETWORK_SECRET", NET_SECRET)
+        .arg("--help");
+    let help = output(c).await;
+    assert!(help.status.success());
+    assert_no_secret("--help", &String::from_utf8_lossy(&help.stdout));
     let last = b
         .recorded()
         .into_iter()
