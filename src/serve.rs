@@ -38,6 +38,7 @@ pub async fn run(
     let ctx = JobContext::new(store.clone(), settings.clone());
     let runner = Runner::new(ctx.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_kickoff = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -73,8 +74,13 @@ pub async fn run(
     let kickoff = scheduler.is_some().then(|| {
         let runner = runner.clone();
         let jobs: Vec<JobName> = jobs.iter().map(|(j, _)| *j).collect();
+        let stopping = stop_rx_kickoff;
         tokio::spawn(async move {
             for job in jobs {
+                // A run already going finishes (the drain waits for it); no new one starts.
+                if *stopping.borrow() {
+                    break;
+                }
                 if let Err(e) = runner.run(job, Trigger::Schedule).await {
                     tracing::error!(job = %job, "could not record the run: {e}");
                 }
@@ -101,9 +107,6 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down");
-    if let Some(k) = kickoff {
-        k.abort();
-    }
     if let Some(s) = &scheduler {
         s.shutdown().await;
     }
@@ -120,6 +123,9 @@ pub async fn run(
     }
     store.flush().await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    if let Some(k) = kickoff {
+        k.abort();
+    }
     if let Some(c) = control {
         let _ = tokio::time::timeout(Duration::from_secs(1), c).await;
     }

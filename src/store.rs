@@ -100,7 +100,13 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(open_err)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(open_err)?;
+            // The store holds network secrets: keep it to its owner.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(open_err)?;
+        }
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
