@@ -241,6 +241,15 @@ impl Env for ProcessEnv {
     }
 }
 
+/// No environment at all (for callers that build their settings entirely from options).
+pub struct EmptyEnv;
+
+impl Env for EmptyEnv {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
 /// Loads `.env` from the working directory into the process environment without overriding
 /// variables that are already set, which gives environment precedence over `.env`.
 pub fn load_dotenv() -> Result<(), ConfigError> {

@@ -40,6 +40,22 @@ impl Runner {
 
     /// Runs `job` now and returns its record. Errors only when the store cannot record it.
     pub async fn run(&self, job: JobName, trigger: Trigger) -> Result<JobRun, StoreError> {
+        let work = jobs::run(job, self.ctx.clone());
+        self.execute(job, trigger, job.spec().timeout, work).await
+    }
+
+    /// Runs `work` as a run of `job`: the recording, overlap, timeout and panic handling of
+    /// [`Runner::run`], for any work (the tests give it work that panics or hangs).
+    pub(crate) async fn execute<F>(
+        &self,
+        job: JobName,
+        trigger: Trigger,
+        timeout: Duration,
+        work: F,
+    ) -> Result<JobRun, StoreError>
+    where
+        F: std::future::Future<Output = jobs::JobResult> + Send + 'static,
+    {
         let store = &self.ctx.store;
         let started_at = Utc::now();
         let claimed = self
@@ -86,9 +102,8 @@ impl Runner {
         store.flush().await?;
         tracing::info!(job = %job, run = run.id, trigger = trigger.as_str(), "job started");
 
-        let timeout = job.spec().timeout;
         let clock = Instant::now();
-        let handle = tokio::spawn(jobs::run(job, self.ctx.clone()));
+        let handle = tokio::spawn(work);
         let abort = handle.abort_handle();
         let result = match tokio::time::timeout(timeout, handle).await {
             Ok(Ok(result)) => result,
@@ -200,5 +215,151 @@ struct ActiveGuard<'a>(&'a watch::Sender<usize>);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EmptyEnv, Options, Settings};
+    use crate::store::Store;
+
+    fn runner(dir: &std::path::Path) -> Runner {
+        let options = Options {
+            data_dir: Some(dir.to_path_buf()),
+            ..Options::default()
+        };
+        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
+        let store = Store::open(dir, "test").unwrap();
+        Runner::new(JobContext::new(store, settings))
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_failed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let run = r
+            .execute(
+                JobName::ProbeSweep,
+                Trigger::Cli,
+                Duration::from_secs(5),
+                async { panic!("boom in the job") },
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, Outcome::Failed);
+        assert!(run.error.as_deref().unwrap().contains("boom in the job"));
+        let stored = r.context().store.last_run("probe-sweep").unwrap().unwrap();
+        assert_eq!(stored, run);
+        // The job is free again after the panic.
+        let run = r
+            .execute(
+                JobName::ProbeSweep,
+                Trigger::Cli,
+                Duration::from_secs(5),
+                async { Ok(json!({"n": 1})) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, Outcome::Ok);
+        assert_eq!(run.summary, json!({"n": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_timeout_fails_and_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = finished.clone();
+        let run = r
+            .execute(
+                JobName::PeerFetch,
+                Trigger::Schedule,
+                Duration::from_millis(200),
+                async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(json!({}))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, Outcome::Failed);
+        assert!(
+            run.error.as_deref().unwrap().contains("timed out"),
+            "{:?}",
+            run.error
+        );
+        assert!(
+            run.duration_ms >= 200 && run.duration_ms < 2000,
+            "{}",
+            run.duration_ms
+        );
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "the timed-out work went on"
+        );
+    }
+
+    #[tokio::test]
+    async fn overlap_is_forbidden_and_recorded_as_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.execute(
+                    JobName::ProbeSweep,
+                    Trigger::Schedule,
+                    Duration::from_secs(10),
+                    async move {
+                        let _ = release_rx.await;
+                        Ok(json!({}))
+                    },
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = r
+            .execute(
+                JobName::ProbeSweep,
+                Trigger::Cli,
+                Duration::from_secs(10),
+                async { Ok(json!({})) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(second.outcome, Outcome::Skipped);
+        // Another job is not affected.
+        let other = r
+            .execute(
+                JobName::PeerFetch,
+                Trigger::Cli,
+                Duration::from_secs(10),
+                async { Ok(json!({})) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(other.outcome, Outcome::Ok);
+        let _ = release_tx.send(());
+        assert_eq!(first.await.unwrap().unwrap().outcome, Outcome::Ok);
+        let outcomes: Vec<_> = r
+            .context()
+            .store
+            .runs("probe-sweep", 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.outcome)
+            .collect();
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes.contains(&Outcome::Skipped) && outcomes.contains(&Outcome::Ok));
+        assert!(r.drain(Duration::from_secs(1)).await);
+        assert_eq!(
+            r.counts(JobName::ProbeSweep),
+            vec![(Outcome::Ok, 1), (Outcome::Skipped, 1)]
+        );
     }
 }

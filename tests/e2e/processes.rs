@@ -39,6 +39,7 @@ pub fn trials() -> Vec<Trial> {
             "build::vendored_protoc_runs_without_protoc_on_path",
             vendored_protoc,
         ),
+        trial("demo::probes_its_nodes_and_stops_on_ctrl_c", demo),
     ]
 }
 
@@ -512,4 +513,64 @@ async fn vendored_protoc() {
     let o = output(c).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::metadata(dir.path().join("t.desc")).unwrap().len() > 0);
+}
+
+async fn demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = easytier_probe::localnet::free_port();
+    let out_path = dir.path().join("demo.out");
+    let mut c = bin(dir.path());
+    c.args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let summarised = wait_for(Duration::from_secs(40), || async {
+        out().contains(" up, avg ")
+    })
+    .await;
+    assert!(summarised, "no live summary:\n{}", out());
+    assert!(
+        out().contains(&format!("http://127.0.0.1:{port}/")),
+        "{}",
+        out()
+    );
+
+    let (code, nodes) =
+        http(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/nodes"))).await;
+    assert_eq!(code, 200);
+    assert_eq!(nodes["data"]["total"], 11);
+    let items = nodes["data"]["items"].as_array().unwrap();
+    let state = |id: &str| {
+        let i = items.iter().find(|i| i["id"] == id).unwrap();
+        (i["up"].clone(), i["error_kind"].clone())
+    };
+    for id in ["1", "2", "3", "4", "5", "6", "8", "9"] {
+        assert_eq!(state(id).0, json!(true), "peer {id}: {:?}", state(id));
+    }
+    assert_eq!(state("7"), (json!(false), json!("handshake_rejected")));
+    assert_eq!(state("10"), (json!(false), json!("connect_refused")));
+    assert_eq!(state("11"), (json!(false), json!("unsupported_protocol")));
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", out());
+    assert!(out().contains("the last report was Offline"), "{}", out());
+    assert!(
+        !out().contains("[server]"),
+        "easytier's own notices reached the terminal"
+    );
 }
