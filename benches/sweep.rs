@@ -1,54 +1,215 @@
-//! Sweep benchmark: the real binary's `run-job probe-sweep` over N loopback peers served by
-//! real EasyTier nodes, with wall time and peak RSS, plus a cold `run-job status-report`.
+//! The sweep benchmark, in one run on loopback:
 //!
-//! Run with `cargo bench --bench sweep` (optionally `-- 100 1000 5000` for other sizes).
+//! 1. real EasyTier nodes (tcp, udp, ws listeners; several nodes, many peers on each);
+//! 2. the lower bound: a bare TCP-connect sweep of the same listeners, same concurrency;
+//! 3. our `run-job probe-sweep` (the real binary) over N peers: wall time, peak RSS, threads;
+//! 4. the old approach: one EasyTier `NetworkInstance` per peer (quic), for N ≤ 50;
+//! 5. cold `run-job status-report`, idle `serve` RSS and CPU, and store growth per sweep.
+//!
+//! `cargo bench --bench sweep` prints the table; `cargo bench --bench sweep -- --write` also
+//! writes it to BENCHMARKS.md. Sizes: `-- 100 1000` (default 100 1000 10000); `--idle-secs 60`.
 //! Like the end-to-end tests, it runs in a private network namespace it makes itself.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use easytier::common::config::{
+    ConfigLoader, Flags, NetworkIdentity, PeerConfig, TomlConfigLoader,
+};
+use easytier::launcher::NetworkInstance;
 use easytier_probe::demo::DemoBackend;
 use easytier_probe::localnet::LocalNode;
 use serde_json::{json, Value};
 
 const NODES: usize = 8;
 const PROTOCOLS: [&str; 3] = ["tcp", "udp", "ws"];
+const CONCURRENCY: usize = 256;
 
 struct Measured {
     wall: Duration,
-    max_rss_kb: i64,
+    /// The child's own high-water mark (VmHWM), read until it exits. Not wait4's ru_maxrss:
+    /// Linux folds the parent's memory into that for a child started with posix_spawn.
+    max_rss_kb: u64,
+    max_threads: u64,
     stdout: String,
     code: i32,
 }
 
-/// Runs the command to completion, with its peak RSS from wait4.
-// The child is reaped by wait4 below (which also gives its peak RSS), not by Child::wait.
-#[allow(clippy::zombie_processes)]
+/// Runs the command to completion: wall time, peak RSS and peak thread count.
 fn measure(mut c: Command) -> Measured {
     let start = Instant::now();
-    let child = c
+    let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("binary runs");
-    let pid = child.id() as i32;
-    let mut stdout = child.stdout.expect("piped");
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
         s
     });
-    let mut status = 0;
-    // SAFETY: wait4 on our own child, with valid out-pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let done = Arc::new(AtomicBool::new(false));
+    let threads = Arc::new(AtomicU64::new(0));
+    let hwm = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (done, threads, hwm) = (done.clone(), threads.clone(), hwm.clone());
+        std::thread::spawn(move || {
+            let path = format!("/proc/{pid}/status");
+            while !done.load(Ordering::Relaxed) {
+                if let Some(n) = status_field(&path, "Threads:") {
+                    threads.fetch_max(n, Ordering::Relaxed);
+                }
+                if let Some(kb) = status_field(&path, "VmHWM:") {
+                    hwm.fetch_max(kb, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let status = child.wait().expect("wait");
+    let wall = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
     Measured {
-        wall: start.elapsed(),
-        max_rss_kb: usage.ru_maxrss,
+        wall,
+        max_rss_kb: hwm.load(Ordering::Relaxed),
+        max_threads: threads.load(Ordering::Relaxed),
         stdout: reader.join().unwrap_or_default(),
-        code: libc::WEXITSTATUS(status),
+        code: status.code().unwrap_or(-1),
     }
+}
+
+/// A numeric field of /proc/<pid>/status (kB for memory fields).
+fn status_field(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn raise_nofile() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The lower bound: a TCP connect to each peer's node, at the probe's concurrency.
+async fn connect_sweep(ports: &[u16]) -> (Duration, usize) {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(ports.len());
+    for &port in ports {
+        let semaphore = semaphore.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            tokio::time::timeout(
+                Duration::from_secs(3),
+                tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok())
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap_or(false));
+    }
+    (start.elapsed(), ok)
+}
+
+/// The old approach: one NetworkInstance per peer, each connecting to `quic_port`; the time
+/// until every instance lists the node as a peer, and the memory and threads that took.
+fn old_approach(n: usize, quic_port: u16) -> (Option<Duration>, f64, i64) {
+    let rss0 = status_field("/proc/self/status", "VmRSS:").unwrap_or(0);
+    let threads0 = status_field("/proc/self/status", "Threads:").unwrap_or(0) as i64;
+    let start = Instant::now();
+    let mut instances = Vec::with_capacity(n);
+    for i in 0..n {
+        let config = TomlConfigLoader::default();
+        config.set_inst_name(format!("old-{i}"));
+        config.set_id(uuid::Uuid::new_v4());
+        config.set_network_identity(NetworkIdentity::new(
+            "bench-home".into(),
+            "bench-secret".into(),
+        ));
+        config.set_listeners(vec![]);
+        config.set_peers(vec![PeerConfig {
+            uri: format!("quic://127.0.0.1:{quic_port}").parse().unwrap(),
+        }]);
+        config.set_flags(Flags {
+            no_tun: true,
+            enable_ipv6: false,
+            ..Flags::default()
+        });
+        let mut inst = NetworkInstance::new(config);
+        inst.start().unwrap();
+        instances.push(inst);
+    }
+    let mut all = None;
+    while start.elapsed() < Duration::from_secs(120) {
+        let connected = instances
+            .iter()
+            .filter(|i| {
+                i.get_running_info()
+                    .is_some_and(|r| r.peers.iter().any(|p| !p.conns.is_empty()))
+            })
+            .count();
+        if connected == n {
+            all = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss = status_field("/proc/self/status", "VmRSS:").unwrap_or(0);
+    let threads = status_field("/proc/self/status", "Threads:").unwrap_or(0) as i64;
+    drop(instances);
+    (
+        all,
+        (rss.saturating_sub(rss0)) as f64 / 1024.0,
+        threads - threads0,
+    )
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = status_field("/proc/meminfo", "MemTotal:").unwrap_or(0) / 1024 / 1024;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu}), {mem} GiB RAM, Linux, release build")
 }
 
 fn main() {
@@ -56,17 +217,25 @@ fn main() {
         eprintln!("the benchmark needs a private network namespace: {e}");
         std::process::exit(1);
     }
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let write = args.iter().any(|a| a == "--write");
+    let idle_secs: u64 = args
+        .iter()
+        .position(|a| a == "--idle-secs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--idle-secs")
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() {
-        vec![100, 1000]
-    } else {
-        sizes
-    };
+    if sizes.is_empty() {
+        sizes = vec![100, 1000, 10_000];
+    }
+    let nofile = raise_nofile();
     let bin = env!("CARGO_BIN_EXE_easytier-probe");
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,13 +252,23 @@ fn main() {
         })
         .collect();
     let scratch = tempfile::tempdir().unwrap();
-    println!("| peers | sweep (job) | run-job wall | peak RSS | reachable |");
-    println!("|---:|---:|---:|---:|---:|");
-    for n in sizes {
+    let mut out = String::new();
+    let _ = writeln!(out, "Machine: {}; open-files limit {nofile}.\n", machine());
+    let _ = writeln!(
+        out,
+        "| peers | TCP-connect sweep (lower bound) | probe-sweep (job) | ours / lower bound | run-job wall | peak RSS | peak threads | reachable |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    print!("{out}");
+    let mut sweep_1000_data = None;
+    let mut ours_smallest_ms: Option<u64> = None;
+    for &n in &sizes {
+        let mut ports = Vec::with_capacity(n);
         let peers: Vec<Value> = (0..n)
             .map(|i| {
                 let node = &nodes[i % NODES];
                 let protocol = PROTOCOLS[(i / NODES) % PROTOCOLS.len()];
+                ports.push(node.port("tcp"));
                 // Distinct network names: each probe is a separate foreign network to the node,
                 // as distinct real peers would be (see NOTES-easytier.md).
                 json!({"id": i, "name": format!("p{i}"), "host": "127.0.0.1", "port": node.port(protocol),
@@ -113,15 +292,60 @@ fn main() {
         };
         let fetch = measure(cmd("peer-fetch"));
         assert_eq!(fetch.code, 0, "peer-fetch failed: {}", fetch.stdout);
+        let (connect, connected) = rt.block_on(connect_sweep(&ports));
+        assert_eq!(
+            connected, n,
+            "the lower-bound sweep could not connect to every listener"
+        );
         let sweep = measure(cmd("probe-sweep"));
         let j: Value = serde_json::from_str(sweep.stdout.trim()).unwrap_or(Value::Null);
-        println!(
-            "| {n} | {} ms | {} ms | {:.1} MB | {}/{n} |",
-            j["duration_ms"],
+        let job_ms = j["duration_ms"].as_u64().unwrap_or(0);
+        let line = format!(
+            "| {n} | {:.0} ms | {job_ms} ms | {:.1}× | {} ms | {:.1} MB | {} | {}/{n} |",
+            connect.as_secs_f64() * 1000.0,
+            job_ms as f64 / (connect.as_secs_f64() * 1000.0).max(0.001),
             sweep.wall.as_millis(),
             sweep.max_rss_kb as f64 / 1024.0,
+            sweep.max_threads,
             j["summary"]["reachable"],
         );
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+        let mut down: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in j["summary"]["results"].as_array().into_iter().flatten() {
+            if r["up"] != true {
+                *down.entry(r["error_kind"].to_string()).or_default() += 1;
+            }
+        }
+        if !down.is_empty() {
+            eprintln!("  down at {n}: {down:?}");
+        }
+        ours_smallest_ms.get_or_insert(job_ms.max(1));
+        if n == 1000 {
+            sweep_1000_data = Some((data.clone(), cmd("probe-sweep")));
+        }
+    }
+
+    // Store growth: ten more sweeps of 1000 peers.
+    if let Some((data, _)) = &sweep_1000_data {
+        let before = dir_size(data);
+        for _ in 0..10 {
+            let mut c = Command::new(bin);
+            c.env_clear()
+                .current_dir(scratch.path())
+                .env("PEERS_FILE", scratch.path().join("peers-1000.json"))
+                .env("DATA_DIR", data)
+                .args(["run-job", "probe-sweep"]);
+            assert_eq!(measure(c).code, 0);
+        }
+        let after = dir_size(data);
+        let line = format!(
+            "\nStore growth: {:.1} MB after 11 sweeps of 1000 peers, {:.0} bytes per peer and sweep over the last 10 (raw history, before any rollup).",
+            after as f64 / 1e6,
+            after.saturating_sub(before) as f64 / 10_000.0
+        );
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
     }
 
     // Cold run-job status-report: a fresh process, a real backend, one PUT.
@@ -132,7 +356,7 @@ fn main() {
     });
     let data = scratch.path().join("data-report");
     let mut walls = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..7 {
         let mut c = Command::new(bin);
         c.env_clear()
             .current_dir(scratch.path())
@@ -143,15 +367,109 @@ fn main() {
             .args(["run-job", "status-report"]);
         let m = measure(c);
         assert_eq!(m.code, 0);
-        walls.push(m.wall.as_millis());
+        walls.push(m.wall.as_secs_f64() * 1000.0);
     }
-    walls.sort();
-    println!(
-        "\ncold `run-job status-report`: median {} ms (min {}, max {}) over {} runs",
+    walls.sort_by(f64::total_cmp);
+    let line = format!(
+        "Cold `run-job status-report`: median {:.1} ms (min {:.1}, max {:.1}) over {} runs.",
         walls[walls.len() / 2],
         walls[0],
         walls[walls.len() - 1],
         walls.len()
     );
+    println!("{line}");
+    let _ = writeln!(out, "{line}");
+
+    // Idle serve: API and control channel only, with a stored list of 1000 peers.
+    if let Some((data, _)) = &sweep_1000_data {
+        let port = easytier_probe::localnet::free_port();
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .current_dir(scratch.path())
+            .env("PEERS_FILE", scratch.path().join("peers-1000.json"))
+            .env("DATA_DIR", data)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .args(["serve", "--no-schedule"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(Duration::from_secs(2));
+        let ticks = |pid: u32| -> u64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            fields
+                .get(11)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+        };
+        let t0 = ticks(pid);
+        std::thread::sleep(Duration::from_secs(idle_secs));
+        let t1 = ticks(pid);
+        let rss = status_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let _ = child.kill();
+        let _ = child.wait();
+        let line = format!(
+            "Idle `serve --no-schedule` (1000 stored peers): {:.1} MB RSS, {:.2} % of one core over {idle_secs} s ({} CPU ticks).",
+            rss as f64 / 1024.0,
+            (t1 - t0) as f64 / hz / idle_secs as f64 * 100.0,
+            t1 - t0
+        );
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+    }
+
+    // The old approach, in this process: one NetworkInstance per peer over quic.
+    let quic = LocalNode::start("bench-quic", "bench-home", "bench-secret", &["quic"]).unwrap();
+    let _ = writeln!(
+        out,
+        "\nThe old approach (one EasyTier `NetworkInstance` per peer, quic, as easytier-uptime probes):\n"
+    );
+    let smallest = sizes.first().copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| peers | all connected after | +RSS | +threads | old / ours (ours: the {smallest}-peer sweep) |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for n in [10, 50] {
+        let (all, rss_mb, threads) = old_approach(n, quic.port("quic"));
+        let ratio = match (all, ours_smallest_ms) {
+            (Some(d), Some(ours)) => format!("{:.0}×", d.as_secs_f64() * 1000.0 / ours as f64),
+            _ => "–".into(),
+        };
+        let line = format!(
+            "| {n} | {} | {rss_mb:.0} MB | {threads} | {ratio} |",
+            all.map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "not within 120 s".into()),
+        );
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    drop(quic);
     drop(nodes);
+
+    if write {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+        let doc = format!(
+            "# Benchmarks\n\nReproduce with `cargo bench --bench sweep -- --write` (it rewrites this file). \
+             Everything runs on loopback inside a private network namespace: {NODES} real EasyTier 2.0.3 nodes \
+             (tcp, udp and ws listeners) in the benchmark process, peers spread over them with a distinct network \
+             name each, and the real `easytier-probe` binary as a child process (per-peer timeout 3 s, \
+             concurrency {CONCURRENCY}).\n\n{out}"
+        );
+        std::fs::write(&path, doc).unwrap();
+        println!("\nwrote {}", path.display());
+    }
 }

@@ -29,7 +29,9 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         .map(|p| Target::for_peer(p, secret))
         .collect();
     let probe = &ctx.settings.probe;
+    let started = std::time::Instant::now();
     let results = probe::probe_all(targets, probe.timeout, probe.concurrency).await;
+    let probed_in = started.elapsed();
 
     let mut stored = Vec::with_capacity(results.len());
     let mut items = Vec::with_capacity(results.len());
@@ -72,5 +74,11 @@ pub async fn run(ctx: &JobContext) -> JobResult {
     if let Err(e) = store.prune_history(list.peers.iter().map(|p| p.id.as_str()), cutoff) {
         tracing::warn!("pruning old history failed: {e}");
     }
+    tracing::debug!(
+        peers = summary.peers,
+        probe_ms = probed_in.as_millis() as u64,
+        store_ms = (started.elapsed() - probed_in).as_millis() as u64,
+        "sweep timing"
+    );
     Ok(summary_json)
 }

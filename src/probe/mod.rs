@@ -7,17 +7,17 @@
 mod quic;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use easytier::common::config::NetworkIdentity;
 use easytier::proto::peer_rpc::HandshakeRequest;
 use easytier::tunnel::packet_def::{PacketType, ZCPacket};
-use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError};
+use std::pin::Pin;
+
+use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError, ZCPacketSink, ZCPacketStream};
 use futures::{SinkExt, StreamExt};
 use prost::Message;
-use tokio::sync::Semaphore;
 
 use crate::model::{ErrorKind, Peer, ProbeResult};
 
@@ -119,26 +119,31 @@ pub async fn probe_all(
     timeout: Duration,
     concurrency: usize,
 ) -> Vec<ProbeResult> {
-    let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut handles = Vec::with_capacity(targets.len());
-    for target in targets {
-        let semaphore = semaphore.clone();
-        handles.push(tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            probe(&target, timeout).await
-        }));
-    }
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(handle.await.unwrap_or_else(|e| ProbeResult {
-            up: false,
-            rtt_us: None,
-            error_kind: Some(ErrorKind::ProtocolError),
-            error: Some(format!("the probe task failed: {e}")),
-            checked_at: Utc::now(),
-        }));
+    // Only `concurrency` probe tasks exist at any time: a probe's future holds its connector's
+    // whole state (TLS, websocket, ...), so spawning every probe up front would cost memory in
+    // proportion to the number of peers rather than to the concurrency.
+    let task_failed = |detail: String| ProbeResult {
+        up: false,
+        rtt_us: None,
+        error_kind: Some(ErrorKind::ProtocolError),
+        error: Some(detail),
+        checked_at: Utc::now(),
+    };
+    let mut results: Vec<Option<ProbeResult>> = vec![None; targets.len()];
+    let mut running = futures::stream::iter(targets.into_iter().enumerate())
+        .map(|(index, target)| {
+            let handle = tokio::spawn(async move { probe(&target, timeout).await });
+            async move { (index, handle.await) }
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((index, joined)) = running.next().await {
+        results[index] =
+            Some(joined.unwrap_or_else(|e| task_failed(format!("the probe task failed: {e}"))));
     }
     results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| task_failed("the probe did not run".into())))
+        .collect()
 }
 
 async fn attempt(
@@ -154,6 +159,108 @@ async fn attempt(
         ));
     }
     let addr = resolve(&target.host, target.port).await?;
+    // udp and wg carry our packets without retransmission, and their connectors wait forever
+    // for an answer to their one opening packet: a session that does not open in time is
+    // opened again from scratch, and a ping without pong is sent again.
+    let lossy = is_lossy(protocol);
+    let session = if lossy {
+        let per_try = budget.mul_f32(0.45);
+        loop {
+            if let Ok(opened) =
+                tokio::time::timeout(per_try, open_session(target, addr, budget, progress)).await
+            {
+                break opened?;
+            }
+        }
+    } else {
+        open_session(target, addr, budget, progress).await?
+    };
+    let Session {
+        mut stream,
+        mut sink,
+        my_peer_id,
+        peer_id,
+        _tunnel,
+    } = session;
+    let resend = lossy.then(|| resend_interval(budget));
+
+    progress.stage = "waiting for the pong after the handshake";
+    let mut best: Option<u64> = None;
+    // Every ping gets its own sequence number; a pong is timed from the ping it answers.
+    let mut sent: Vec<(u32, Instant)> = Vec::new();
+    for _ in 0..PINGS {
+        let mut seq = sent.len() as u32;
+        let ping = |seq: u32| {
+            let mut ping = ZCPacket::new_with_payload(&seq.to_le_bytes());
+            ping.fill_peer_manager_hdr(my_peer_id, peer_id, PacketType::Ping as u8);
+            ping
+        };
+        sink.send(ping(seq))
+            .await
+            .map_err(|e| classify_open(e, "sending a ping"))?;
+        sent.push((seq, Instant::now()));
+        let mut resend_at = resend.map(|r| Instant::now() + r);
+        loop {
+            let packet = match next_or_resend(&mut stream, resend_at).await {
+                Next::Packet(p) => p,
+                Next::Resend => {
+                    seq = sent.len() as u32;
+                    sink.send(ping(seq))
+                        .await
+                        .map_err(|e| classify_open(e, "sending a ping"))?;
+                    sent.push((seq, Instant::now()));
+                    resend_at = resend.map(|r| Instant::now() + r);
+                    continue;
+                }
+                Next::Error(e) => return Err(classify_open(e, "waiting for the pong")),
+                Next::Closed => {
+                    return Err(fail(
+                        ErrorKind::HandshakeRejected,
+                        "the peer answered the handshake, then closed the connection \
+                         (network secret not accepted?)",
+                    ))
+                }
+            };
+            if packet
+                .peer_manager_header()
+                .is_none_or(|h| h.packet_type != PacketType::Pong as u8)
+            {
+                continue;
+            }
+            let answered = packet
+                .payload()
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes)
+                .and_then(|s| sent.iter().find(|(q, _)| *q == s));
+            if let Some((_, at)) = answered {
+                let rtt = (at.elapsed().as_micros() as u64).max(1);
+                best = Some(best.map_or(rtt, |b| b.min(rtt)));
+                progress.rtt_us = best;
+                break;
+            }
+        }
+    }
+    best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))
+}
+
+/// An open tunnel on which the peer answered our handshake.
+struct Session {
+    stream: Pin<Box<dyn ZCPacketStream>>,
+    sink: Pin<Box<dyn ZCPacketSink>>,
+    my_peer_id: u32,
+    peer_id: u32,
+    // The tunnel owns what its halves need (e.g. the wg peer's tasks).
+    _tunnel: Box<dyn Tunnel>,
+}
+
+/// Connects and exchanges handshakes.
+async fn open_session(
+    target: &Target,
+    addr: SocketAddr,
+    budget: Duration,
+    progress: &mut Progress,
+) -> Result<Session, Failure> {
     progress.stage = "connecting";
     let tunnel = connect(target, addr, budget).await?;
     progress.stage = "waiting for the handshake answer";
@@ -220,41 +327,49 @@ async fn attempt(
         }
         break answer.my_peer_id;
     };
+    Ok(Session {
+        stream,
+        sink,
+        my_peer_id,
+        peer_id,
+        _tunnel: tunnel,
+    })
+}
 
-    progress.stage = "waiting for the pong after the handshake";
-    let mut best: Option<u64> = None;
-    for seq in 0..PINGS {
-        let mut ping = ZCPacket::new_with_payload(&seq.to_le_bytes());
-        ping.fill_peer_manager_hdr(my_peer_id, peer_id, PacketType::Ping as u8);
-        let sent = Instant::now();
-        sink.send(ping)
-            .await
-            .map_err(|e| classify_open(e, "sending a ping"))?;
-        loop {
-            let packet = match stream.next().await {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => return Err(classify_open(e, "waiting for the pong")),
-                None => {
-                    return Err(fail(
-                        ErrorKind::HandshakeRejected,
-                        "the peer answered the handshake, then closed the connection \
-                         (network secret not accepted?)",
-                    ))
-                }
-            };
-            let is_our_pong = packet
-                .peer_manager_header()
-                .is_some_and(|h| h.packet_type == PacketType::Pong as u8)
-                && packet.payload().get(..4) == Some(&seq.to_le_bytes()[..]);
-            if is_our_pong {
-                let rtt = (sent.elapsed().as_micros() as u64).max(1);
-                best = Some(best.map_or(rtt, |b| b.min(rtt)));
-                progress.rtt_us = best;
-                break;
-            }
-        }
+/// Transports that lose packets without telling us.
+fn is_lossy(protocol: &str) -> bool {
+    matches!(protocol, "udp" | "wg")
+}
+
+/// How long to wait for an answer on a lossy transport before sending again.
+fn resend_interval(budget: Duration) -> Duration {
+    (budget / 4).max(Duration::from_millis(200))
+}
+
+enum Next {
+    Packet(ZCPacket),
+    Resend,
+    Error(TunnelError),
+    Closed,
+}
+
+/// The next packet, or `Resend` once `resend_at` passes.
+async fn next_or_resend(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+    resend_at: Option<Instant>,
+) -> Next {
+    let next = match resend_at {
+        Some(at) => match tokio::time::timeout_at(at.into(), stream.next()).await {
+            Ok(next) => next,
+            Err(_) => return Next::Resend,
+        },
+        None => stream.next().await,
+    };
+    match next {
+        Some(Ok(p)) => Next::Packet(p),
+        Some(Err(e)) => Next::Error(e),
+        None => Next::Closed,
     }
-    best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))
 }
 
 /// Resolves the host, refusing names that cannot be valid before any query is sent.
@@ -306,6 +421,7 @@ fn validate_host_name(host: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Opens the tunnel over the target's protocol.
 async fn connect(
     target: &Target,
     addr: SocketAddr,

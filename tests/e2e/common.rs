@@ -232,3 +232,52 @@ where
     }
     false
 }
+
+/// A udp relay in front of `node_port` that drops the client's datagrams numbered in
+/// `drop_up` and the node's numbered in `drop_down` (1-based, over all clients), to simulate
+/// packet loss. Like a NAT, it gives each client address its own upstream socket.
+pub async fn lossy_udp_relay(
+    node_port: u16,
+    drop_up: &'static [usize],
+    drop_down: &'static [usize],
+) -> u16 {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let port = front.local_addr().unwrap().port();
+    let down_count = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        let mut upstreams: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        while let Ok((len, from)) = front.recv_from(&mut buf).await {
+            n += 1;
+            if drop_up.contains(&n) {
+                continue;
+            }
+            let back = match upstreams.get(&from) {
+                Some(b) => b.clone(),
+                None => {
+                    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    back.connect(("127.0.0.1", node_port)).await.unwrap();
+                    let (f, b, count) = (front.clone(), back.clone(), down_count.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(len) = b.recv(&mut buf).await {
+                            let k = count.fetch_add(1, Ordering::SeqCst) + 1;
+                            if !drop_down.contains(&k) {
+                                let _ = f.send_to(&buf[..len], from).await;
+                            }
+                        }
+                    });
+                    upstreams.insert(from, back.clone());
+                    back
+                }
+            };
+            let _ = back.send(&buf[..len]).await;
+        }
+    });
+    port
+}

@@ -7,7 +7,7 @@ use easytier_probe::model::ErrorKind;
 use easytier_probe::probe::probe;
 use libtest_mimic::Trial;
 
-use crate::common::{plaintext_quic_bridge, target};
+use crate::common::{lossy_udp_relay, plaintext_quic_bridge, target};
 use crate::trial;
 
 const PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
@@ -24,6 +24,7 @@ pub fn trials() -> Vec<Trial> {
             "probe::plaintext_quic_of_easytier_2_6_is_up",
             plaintext_quic_is_up,
         ),
+        trial("probe::udp_and_wg_survive_lost_packets", lossy_links_are_up),
     ]
 }
 
@@ -153,6 +154,38 @@ async fn plaintext_quic_is_up() {
         "{:?}",
         r.error
     );
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+}
+
+async fn lossy_links_are_up() {
+    let node = tokio::task::spawn_blocking(|| {
+        LocalNode::start("lossy", "probe-net", "s3cret", &["udp", "wg"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Lose the opening packet, the first handshake and the first pong.
+    for (p, up, down) in [
+        ("udp", &[1usize][..], &[][..]),
+        ("udp", &[2][..], &[][..]),
+        ("udp", &[][..], &[3][..]),
+        ("wg", &[1][..], &[][..]),
+        ("wg", &[][..], &[2][..]),
+    ] {
+        let relay = lossy_udp_relay(node.port(p), up, down).await;
+        let r = probe(
+            &target(p, relay, "probe-net", "s3cret"),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            r.up,
+            "{p} dropping up {up:?} down {down:?}: {:?} {:?}",
+            r.error_kind, r.error
+        );
+    }
     tokio::task::spawn_blocking(move || drop(node))
         .await
         .unwrap();
