@@ -160,18 +160,12 @@ async fn attempt(
     }
     let addr = resolve(&target.host, target.port).await?;
     // udp and wg carry our packets without retransmission, and their connectors wait forever
-    // for an answer to their one opening packet: a session that does not open in time is
-    // opened again from scratch, and a ping without pong is sent again.
+    // for an answer to their one opening packet: while a session has not opened, another is
+    // started beside it every little while, and a ping without pong is sent again.
     let lossy = is_lossy(protocol);
     let session = if lossy {
-        let per_try = budget.mul_f32(0.45);
-        loop {
-            if let Ok(opened) =
-                tokio::time::timeout(per_try, open_session(target, addr, budget, progress)).await
-            {
-                break opened?;
-            }
-        }
+        progress.stage = "opening a session (connect and handshake)";
+        open_session_racing(target, addr, budget).await?
     } else {
         open_session(target, addr, budget, progress).await?
     };
@@ -343,7 +337,50 @@ fn is_lossy(protocol: &str) -> bool {
 
 /// How long to wait for an answer on a lossy transport before sending again.
 fn resend_interval(budget: Duration) -> Duration {
-    (budget / 4).max(Duration::from_millis(200))
+    (budget / 10).max(Duration::from_millis(250))
+}
+
+/// Sessions started at most per probe on a lossy transport.
+const MAX_SESSION_ATTEMPTS: usize = 4;
+
+/// Opens a session on a lossy transport: a new attempt starts every [`resend_interval`] while
+/// none has opened (earlier ones keep going, so a slow path is not cut short); the first
+/// session to open wins.
+async fn open_session_racing(
+    target: &Target,
+    addr: SocketAddr,
+    budget: Duration,
+) -> Result<Session, Failure> {
+    let every = resend_interval(budget);
+    let mut attempts = futures::stream::FuturesUnordered::new();
+    let mut launched = 0;
+    let mut last_error = None;
+    loop {
+        if launched < MAX_SESSION_ATTEMPTS {
+            attempts.push(async move {
+                let mut progress = Progress::default();
+                open_session(target, addr, budget, &mut progress).await
+            });
+            launched += 1;
+        } else if attempts.is_empty() {
+            return Err(last_error.unwrap_or_else(|| fail(ErrorKind::Timeout, "no session opened")));
+        }
+        let next_launch = tokio::time::sleep(every);
+        tokio::pin!(next_launch);
+        loop {
+            tokio::select! {
+                Some(opened) = attempts.next() => match opened {
+                    Ok(session) => return Ok(session),
+                    Err(e) => last_error = Some(e),
+                },
+                _ = &mut next_launch, if launched < MAX_SESSION_ATTEMPTS => break,
+                else => break,
+            }
+            if attempts.is_empty() && launched >= MAX_SESSION_ATTEMPTS {
+                break;
+            }
+        }
+    }
 }
 
 enum Next {
