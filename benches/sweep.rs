@@ -480,9 +480,11 @@ fn main() {
         let doc = format!(
             "# Benchmarks\n\nReproduce with `cargo bench --bench sweep -- --write` (it rewrites this file). \
              Everything runs on loopback inside a private network namespace: {NODES} real EasyTier 2.0.3 nodes \
-             (tcp, udp and ws listeners) in the benchmark process, peers spread over them with a distinct network \
-             name each, and the real `easytier-probe` binary as a child process (per-peer timeout 3 s, \
-             concurrency {CONCURRENCY}).\n\n{out}"
+             (tcp, udp and ws listeners) in the benchmark process, peers spread over them round-robin and probed in \
+             their node's own network with its secret, as real peers are, and the real `easytier-probe` binary as a \
+             child process (per-peer timeout 3 s, concurrency {CONCURRENCY}). The nodes share the 2 cores with the \
+             probe, so the node side's work is in every figure. Figures vary by some tens of percent from run to run; \
+             the machine was otherwise idle unless noted.\n\n{out}"
         );
         std::fs::write(&path, doc).unwrap();
         println!("\nwrote {}", path.display());

@@ -9,6 +9,8 @@
 mod common;
 #[path = "e2e/contract.rs"]
 mod contract;
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/probe_verdicts.rs"]
 mod probe_verdicts;
 #[path = "e2e/processes.rs"]
@@ -29,6 +31,7 @@ fn main() {
     trials.extend(probe_verdicts::trials());
     trials.extend(contract::trials());
     trials.extend(processes::trials());
+    trials.extend(faults::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

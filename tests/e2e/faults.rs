@@ -1,0 +1,272 @@
+//! Faults the node must survive: crashes and signals mid-run, a second process on the same
+//! data dir, a backend that is down when the node starts.
+
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::common::{
+    backend, bin, node, output, peer_entry, stderr, stdout_json, stop_node, wait_for, ServeProcess,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("faults::serve_twice_names_the_holder", serve_twice),
+        trial(
+            "faults::kill_9_mid_sweep_is_interrupted_not_lost",
+            kill_9_mid_sweep,
+        ),
+        trial(
+            "faults::sigterm_mid_sweep_drains_and_reports_offline",
+            sigterm_mid_sweep,
+        ),
+        trial("faults::two_run_jobs_at_once_both_run", two_run_jobs),
+        trial(
+            "faults::backend_down_at_start_then_back",
+            backend_down_at_start,
+        ),
+    ]
+}
+
+/// TCP listeners that accept and never answer: each probe of them takes the full timeout.
+async fn silent_listeners(n: usize) -> (Vec<u16>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut ports = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ports.push(l.local_addr().unwrap().port());
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }));
+    }
+    (ports, tasks)
+}
+
+fn peers_file(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
+    let entries: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| peer_entry(json!(i + 1), "tcp", *p, "n", None))
+        .collect();
+    let path = dir.join("peers.json");
+    std::fs::write(&path, Value::Array(entries).to_string()).unwrap();
+    path
+}
+
+async fn serve_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data).args(["serve", "--no-schedule"]);
+    let first = ServeProcess::start(c, dir.path()).await;
+    let pid = first.child.as_ref().unwrap().id();
+
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", easytier_probe::localnet::free_port()),
+        )
+        .arg("serve");
+    let start = Instant::now();
+    let o = output(c).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("in use by"), "{err}");
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("`serve`"),
+        "{err}"
+    );
+    // The first one is unaffected.
+    let (code, _) = first.get("/health").await;
+    assert_eq!(code, 200);
+}
+
+async fn kill_9_mid_sweep() {
+    let (ports, _silent) = silent_listeners(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let peers = peers_file(dir.path(), &ports);
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env("PEERS_FILE", &peers)
+        .arg("serve");
+    let mut serve = ServeProcess::start(c, dir.path()).await;
+    let sweeping = wait_for(Duration::from_secs(10), || async {
+        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+        runs["data"]["items"][0]["outcome"] == "running"
+    })
+    .await;
+    assert!(sweeping, "{}", serve.log());
+    let mut child = serve.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env("PEERS_FILE", &peers)
+        .args(["serve", "--no-schedule"]);
+    let serve = ServeProcess::start(c, dir.path()).await;
+    let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+    let last = &runs["data"]["items"][0];
+    assert_eq!(last["outcome"], "interrupted", "{runs}");
+    assert!(last["error"]
+        .as_str()
+        .unwrap()
+        .contains("ended during this run"));
+    let (_, fetches) = serve.get("/api/jobs/peer-fetch/runs").await;
+    assert_eq!(fetches["data"]["items"][0]["outcome"], "ok");
+    let (_, nodes) = serve.get("/api/nodes").await;
+    assert_eq!(nodes["data"]["total"], 3, "the peer list survived");
+    let (_, health) = serve.get("/health").await;
+    assert_eq!(health["data"]["status"], "degraded");
+}
+
+async fn sigterm_mid_sweep() {
+    let (ports, _silent) = silent_listeners(2).await;
+    let entries: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| peer_entry(json!(i + 1), "tcp", *p, "n", None))
+        .collect();
+    let (b, url) = backend(entries).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = bin(dir.path());
+    c.env("DISTRIBUTED_MODE_ENABLED", "true")
+        .env("BACKEND_BASE_URL", &url)
+        .env("NODE_TOKEN", "t")
+        .env("DATA_DIR", &data)
+        .arg("serve");
+    let mut serve = ServeProcess::start(c, dir.path()).await;
+    let sweeping = wait_for(Duration::from_secs(10), || async {
+        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+        runs["data"]["items"][0]["outcome"] == "running"
+    })
+    .await;
+    assert!(sweeping, "{}", serve.log());
+    let start = Instant::now();
+    let status = serve.terminate(Duration::from_secs(15)).await;
+    let took = start.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", serve.log());
+    // The sweep (3 s per-peer timeout) finished within the drain, then Offline went out.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let last = b
+        .recorded()
+        .into_iter()
+        .rfind(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(last.body.unwrap()["status"], "Offline");
+    let store = easytier_probe::store::Store::open(&data, "test").unwrap();
+    let sweep = store.runs("probe-sweep", 1).unwrap().pop().unwrap();
+    assert_eq!(sweep.outcome.as_str(), "ok", "{sweep:?}");
+    assert_eq!(sweep.summary["peers"], 2);
+}
+
+async fn two_run_jobs() {
+    let (ports, _silent) = silent_listeners(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let peers = peers_file(dir.path(), &ports);
+    let run = |job: &str| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", &peers)
+            .args(["run-job", job, "--json"]);
+        c
+    };
+    assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
+    let (a, b) = tokio::join!(output(run("probe-sweep")), output(run("probe-sweep")));
+    for o in [&a, &b] {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        assert_eq!(stdout_json(o)["summary"]["peers"], 1);
+    }
+    let store = easytier_probe::store::Store::open(&data, "test").unwrap();
+    let runs = store.runs("probe-sweep", 5).unwrap();
+    assert_eq!(runs.len(), 2);
+    // One ran after the other: the store admits one process at a time.
+    let (newer, older) = (&runs[0], &runs[1]);
+    let older_end = older.started_at + chrono::Duration::milliseconds(older.duration_ms as i64);
+    assert!(newer.started_at >= older_end, "{runs:?}");
+}
+
+async fn backend_down_at_start() {
+    let n = node("down-at-start", "net-d", "sec-d", &["tcp"]).await;
+    let entries = vec![peer_entry(
+        json!(1),
+        "tcp",
+        n.port("tcp"),
+        "net-d",
+        Some("sec-d"),
+    )];
+    let (_first, first_url) = backend(entries.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let distributed = |c: &mut std::process::Command, url: &str| {
+        c.env("DISTRIBUTED_MODE_ENABLED", "true")
+            .env("BACKEND_BASE_URL", url)
+            .env("NODE_TOKEN", "t")
+            .env("DATA_DIR", &data);
+    };
+    let mut c = bin(dir.path());
+    distributed(&mut c, &first_url);
+    c.args(["run-job", "peer-fetch"]);
+    assert_eq!(output(c).await.status.code(), Some(0));
+
+    // The backend the node is configured for is not there yet.
+    let port = easytier_probe::localnet::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut c = bin(dir.path());
+    distributed(&mut c, &url);
+    c.env("PEER_FETCH_INTERVAL", "1")
+        .env("STATUS_REPORT_INTERVAL", "1")
+        .env("HEALTH_CHECK_INTERVAL", "1");
+    let serve = ServeProcess::start(c, dir.path()).await;
+    let probing = wait_for(Duration::from_secs(15), || async {
+        let (_, h) = serve.get("/health").await;
+        h["data"]["jobs"]["probe-sweep"]["last_outcome"] == "ok"
+            && h["data"]["jobs"]["status-report"]["last_outcome"] == "failed"
+    })
+    .await;
+    assert!(probing, "{}", serve.log());
+    let (_, nodes) = serve.get("/api/nodes").await;
+    assert_eq!(
+        nodes["data"]["items"][0]["up"], true,
+        "the stored peer is probed"
+    );
+    let (_, h) = serve.get("/health").await;
+    assert_eq!(h["data"]["status"], "degraded");
+
+    // The backend comes (back): the pending report goes out, the node is healthy again.
+    let back = easytier_probe::demo::DemoBackend::default();
+    *back.peers.lock().unwrap() = entries;
+    back.serve(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let delivered = wait_for(Duration::from_secs(15), || async {
+        back.recorded()
+            .iter()
+            .any(|r| r.method == "PUT" && r.body.as_ref().is_some_and(|b| b["status"] == "Online"))
+    })
+    .await;
+    assert!(delivered, "{}", serve.log());
+    let healthy = wait_for(Duration::from_secs(10), || async {
+        let (_, h) = serve.get("/health").await;
+        h["data"]["status"] == "ok"
+    })
+    .await;
+    assert!(healthy, "{}", serve.log());
+    assert!(!serve.log().contains("panicked"));
+    drop(serve);
+    stop_node(n).await;
+}
