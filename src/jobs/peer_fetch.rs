@@ -9,6 +9,9 @@ use crate::config::PeerSource;
 use crate::model::{ListSource, PeerList};
 use crate::peers_file;
 
+/// Bad entries listed one by one in the summary (all are counted).
+const MAX_REPORTED_PROBLEMS: usize = 20;
+
 pub async fn run(ctx: &JobContext) -> JobResult {
     let stored = ctx
         .store
@@ -49,14 +52,14 @@ pub async fn run(ctx: &JobContext) -> JobResult {
             ))
         }
     };
-    for r in rejected.iter().take(20) {
+    for r in rejected.iter().take(MAX_REPORTED_PROBLEMS) {
         tracing::warn!(job = "peer-fetch", "skipped a bad peer entry: {r}");
     }
-    if rejected.len() > 20 {
+    if rejected.len() > MAX_REPORTED_PROBLEMS {
         tracing::warn!(
             job = "peer-fetch",
             "… and {} more bad peer entries",
-            rejected.len() - 20
+            rejected.len() - MAX_REPORTED_PROBLEMS
         );
     }
 
@@ -75,5 +78,11 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         "removed": removed,
         "source": match source { ListSource::Backend => "backend", ListSource::File => "file" },
         "rejected": rejected.len(),
+        // The first problems, so a bad entry is visible in the run record and the API.
+        "rejected_entries": rejected
+            .iter()
+            .take(MAX_REPORTED_PROBLEMS)
+            .map(|r| json!({"index": r.index, "reason": r.to_string()}))
+            .collect::<Vec<_>>(),
     }))
 }

@@ -41,6 +41,8 @@ async fn jobs_make_the_contract_requests() {
         // No secret in the entry: NETWORK_SECRET applies.
         peer_entry(json!("two"), "udp", n.port("udp"), "net-a", None),
         peer_entry(json!(3), "http", 80, "net-a", None),
+        // A bad entry: skipped with a reason, the good ones are used.
+        peer_entry(json!(4), "tcp", 0, "net-a", None),
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -67,6 +69,13 @@ async fn jobs_make_the_contract_requests() {
     assert_eq!(j["summary"]["added"], 3);
     assert_eq!(j["summary"]["removed"], 0);
     assert_eq!(j["summary"]["source"], "backend");
+    assert_eq!(j["summary"]["rejected"], 1);
+    let problem = &j["summary"]["rejected_entries"][0];
+    assert_eq!(problem["index"], 3);
+    assert!(
+        problem["reason"].as_str().unwrap().contains("port 0"),
+        "{problem}"
+    );
 
     let reqs = b.recorded();
     assert_eq!(reqs.len(), 1);
@@ -147,6 +156,10 @@ async fn no_key_no_region() {
     assert!(reqs[0].headers.get("authorization").is_none());
 }
 
+/// An answer over the client's size cap.
+static HUGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("[{}]", "1,".repeat(9_000_000) + "1"));
+
 async fn stored_peers_survive_backend_failures() {
     let n = node("survive", "net-s", "sec", &["tcp", "ws"]).await;
     let (b, url) = backend(vec![
@@ -181,6 +194,7 @@ async fn stored_peers_survive_backend_failures() {
             url.as_str(),
             "none of the 1",
         ),
+        (Some((200, HUGE.as_str())), url.as_str(), "larger than"),
         (None, dead.as_str(), "unreachable"),
     ];
     for (fault, target, needle) in faults {
@@ -226,7 +240,7 @@ async fn stored_peers_survive_backend_failures() {
         .collect();
     assert_eq!(
         outcomes,
-        ["failed", "failed", "failed", "failed", "failed", "ok"]
+        ["failed", "failed", "failed", "failed", "failed", "failed", "ok"]
     );
     drop(store);
     tokio::time::sleep(Duration::from_millis(10)).await;
