@@ -27,6 +27,10 @@ pub fn trials() -> Vec<Trial> {
             "faults::backend_down_at_start_then_back",
             backend_down_at_start,
         ),
+        trial(
+            "faults::backend_that_never_answers_times_out",
+            backend_never_answers,
+        ),
     ]
 }
 
@@ -269,4 +273,26 @@ async fn backend_down_at_start() {
     assert!(!serve.log().contains("panicked"));
     drop(serve);
     stop_node(n).await;
+}
+
+async fn backend_never_answers() {
+    let (ports, _silent) = silent_listeners(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.env("DISTRIBUTED_MODE_ENABLED", "true")
+        .env("BACKEND_BASE_URL", format!("http://127.0.0.1:{}", ports[0]))
+        .env("NODE_TOKEN", "t")
+        .env("DATA_DIR", dir.path().join("data"))
+        .args(["run-job", "peer-fetch", "--json"]);
+    let start = Instant::now();
+    let o = output(c).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = stdout_json(&o);
+    assert!(j["error"].as_str().unwrap().contains("timed out"), "{j}");
+    assert_eq!(j["summary"]["source"], "cache");
 }

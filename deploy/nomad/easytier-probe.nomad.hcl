@@ -1,0 +1,160 @@
+# easytier-probe on Nomad, part 1 of 2: the HTTP API and the control channel
+# (`serve --no-schedule`), one per probe node. The periodic jobs easytier-probe-<job>.nomad.hcl
+# run the jobs on the same nodes, in the same data dir (the host volume "easytier-probe").
+#
+# A probe node is a Nomad client with the host volume and the node meta `easytier_probe_region`
+# (client.hcl): this system job runs on every such node, so one probe per region or datacenter
+# is one such client in each. The region the probe reports is that meta value.
+#
+# Secrets never appear here: they are items of the Nomad variable easytier-probe/<region>, which
+# the templates below write as files into the task's secrets dir. docs/deploy.md has the steps;
+# tests/deploy.rs checks this file against jobs/ and the binary.
+
+variable "image" {
+  type        = string
+  default     = "easytier-probe:latest"
+  description = "The image built from the project's Dockerfile"
+}
+
+variable "backend_base_url" {
+  type        = string
+  description = "BACKEND_BASE_URL: the backend's base URL, e.g. https://backend.example.com"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+job "easytier-probe" {
+  type        = "system"
+  datacenters = var.datacenters
+
+  constraint {
+    attribute = "${meta.easytier_probe_region}"
+    operator  = "is_set"
+  }
+
+  group "probe" {
+    volume "data" {
+      type      = "host"
+      source    = "easytier-probe"
+      read_only = false
+    }
+
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+
+    service {
+      name     = "easytier-probe"
+      provider = "nomad"
+      port     = "http"
+
+      check {
+        name     = "health"
+        type     = "http"
+        path     = "/health"
+        interval = "15s"
+        timeout  = "3s"
+      }
+    }
+
+    task "serve" {
+      driver = "docker"
+      # On SIGTERM running jobs get 10 s, then Offline is sent (at most 5 s) and the store flushed.
+      kill_timeout = "30s"
+
+      config {
+        image           = var.image
+        args            = ["serve", "--no-schedule"]
+        ports           = ["http"]
+        readonly_rootfs = true
+        cap_drop        = ["ALL"]
+        security_opt    = ["no-new-privileges"]
+        ulimit {
+          nofile = "65536:65536"
+        }
+      }
+
+      volume_mount {
+        volume      = "data"
+        destination = "/var/lib/easytier-probe"
+      }
+
+      env {
+        DISTRIBUTED_MODE_ENABLED = "true"
+        BACKEND_BASE_URL         = var.backend_base_url
+        REGION                   = "${meta.easytier_probe_region}"
+        DATA_DIR                 = "/var/lib/easytier-probe"
+        LISTEN_ADDR              = "0.0.0.0:8080"
+        LOG_FORMAT               = "json"
+      }
+
+      # Each secret is a file readable only by the image's user (uid 10001), passed by path.
+      template {
+        destination = "secrets/node_token"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .node_token }}
+          {{- end -}}
+        EOT
+      }
+
+      template {
+        destination = "secrets/api_key"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .api_key }}
+          {{- end -}}
+        EOT
+      }
+
+      template {
+        destination = "secrets/admin_token"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .admin_token }}
+          {{- end -}}
+        EOT
+      }
+
+      # The *_FILE variables, for the items the variable has (api_key and admin_token are
+      # optional). NETWORK_SECRET has no file form, so it comes as a variable, from here only.
+      template {
+        destination = "secrets/credentials.env"
+        env         = true
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) }}
+          NODE_TOKEN_FILE={{ env "NOMAD_SECRETS_DIR" }}/node_token
+          {{- if .Keys | contains "api_key" }}
+          API_KEY_FILE={{ env "NOMAD_SECRETS_DIR" }}/api_key
+          {{- end }}
+          {{- if .Keys | contains "admin_token" }}
+          ADMIN_TOKEN_FILE={{ env "NOMAD_SECRETS_DIR" }}/admin_token
+          {{- end }}
+          {{- if .Keys | contains "network_secret" }}
+          NETWORK_SECRET={{ .network_secret | toJSON }}
+          {{- end }}
+          {{- end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 512
+      }
+    }
+  }
+}
