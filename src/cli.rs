@@ -61,14 +61,32 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// How long `serve` waits for a one-shot `run-job` to release the store (a timer may have
+/// started one just before serve, e.g. at boot). Longer than any job's timeout.
+const SERVE_WAITS_FOR_ONE_SHOT: Duration = Duration::from_secs(120);
+
 async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
-    let store = match Store::open(&settings.data_dir, "serve") {
-        Ok(s) => s,
-        Err(e @ StoreError::Busy { .. }) => {
-            eprintln!("error: {e}; stop it first or use another --data-dir");
-            return ExitCode::from(exit::FAILED);
+    let start = Instant::now();
+    let store = loop {
+        match Store::open(&settings.data_dir, "serve") {
+            Ok(s) => break s,
+            Err(e @ StoreError::Busy { .. }) => {
+                // Another serve answers on the control socket: that one is not going away.
+                let serving =
+                    tokio::net::UnixStream::connect(control::socket_path(&settings.data_dir))
+                        .await
+                        .is_ok();
+                if serving || start.elapsed() > SERVE_WAITS_FOR_ONE_SHOT {
+                    eprintln!("error: {e}; stop it first or use another --data-dir");
+                    return ExitCode::from(exit::FAILED);
+                }
+                if start.elapsed() < Duration::from_millis(300) {
+                    tracing::info!("{e}; waiting for it to finish");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
         }
-        Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
     };
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(l) => l,

@@ -133,7 +133,7 @@ pub struct Options {
     #[arg(long, global = true, env = "PEERS_FILE")]
     pub peers_file: Option<PathBuf>,
 
-    /// Network secret for peers whose entry carries none.
+    /// Network secret for peers whose entry carries none (also NETWORK_SECRET_FILE or the credential network_secret).
     #[arg(long, global = true, env = "NETWORK_SECRET", hide_env_values = true)]
     pub network_secret: Option<String>,
 
@@ -363,7 +363,13 @@ impl Settings {
             )?,
             data_dir,
             listen,
-            network_secret: Secret::new(options.network_secret.clone().unwrap_or_default()),
+            network_secret: secret(
+                options.network_secret.as_deref(),
+                "NETWORK_SECRET",
+                "network_secret",
+                env,
+            )?
+            .unwrap_or_else(|| Secret::new("")),
             admin_token,
             probe: ProbeSettings::default(),
         })
@@ -514,6 +520,10 @@ mod tests {
         let b = s.backend.unwrap();
         assert_eq!(b.node_token.expose(), "from-file");
         assert_eq!(b.api_key.unwrap().expose(), "from-credential");
+
+        std::fs::write(dir.path().join("network_secret"), "net-from-credential\n").unwrap();
+        let s = Settings::resolve(&parse(&[]).options, &e).unwrap();
+        assert_eq!(s.network_secret.expose(), "net-from-credential");
 
         let e = env(&[("NODE_TOKEN_FILE", "/nonexistent/secret")]);
         let err = Settings::resolve(&cli.options, &e).unwrap_err();

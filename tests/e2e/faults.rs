@@ -15,6 +15,10 @@ pub fn trials() -> Vec<Trial> {
     vec![
         trial("faults::serve_twice_names_the_holder", serve_twice),
         trial(
+            "faults::serve_waits_for_a_one_shot_holder",
+            serve_waits_for_one_shot,
+        ),
+        trial(
             "faults::kill_9_mid_sweep_is_interrupted_not_lost",
             kill_9_mid_sweep,
         ),
@@ -295,4 +299,30 @@ async fn backend_never_answers() {
     let j = stdout_json(&o);
     assert!(j["error"].as_str().unwrap().contains("timed out"), "{j}");
     assert_eq!(j["summary"]["source"], "cache");
+}
+
+async fn serve_waits_for_one_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let holder = easytier_probe::store::Store::open(&data, "run-job probe-sweep").unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(holder);
+    });
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data).args(["serve", "--no-schedule"]);
+    let start = Instant::now();
+    let serve = ServeProcess::start(c, dir.path()).await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(1400),
+        "it did not wait"
+    );
+    release.await.unwrap();
+    let (code, _) = serve.get("/health").await;
+    assert_eq!(code, 200);
+    assert!(
+        serve.log().contains("waiting for it to finish"),
+        "{}",
+        serve.log()
+    );
 }
