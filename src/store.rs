@@ -38,6 +38,11 @@ pub enum StoreError {
          (nothing was changed; point --data-dir elsewhere)"
     )]
     UnknownSchema { path: PathBuf },
+    #[error(
+        "the store in {path} opened empty although this data dir held a store: its files are damaged \
+         (nothing was changed; move the data dir aside to start afresh, or restore it from a backup)"
+    )]
+    Damaged { path: PathBuf },
     #[error("cannot open the store in {path}: {source}")]
     Open {
         path: PathBuf,
@@ -88,6 +93,8 @@ impl std::fmt::Debug for Store {
 }
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
+/// `<data-dir>/schema`: written once the store is set up, outside the database.
+const SCHEMA_MARKER: &str = "schema";
 const KEY_SWEEP: &[u8] = b"last_sweep";
 const KEY_PENDING: &[u8] = b"pending_report";
 const KEY_PEERS: &[u8] = b"current";
@@ -172,9 +179,19 @@ impl Store {
                 if has_data || !db.is_empty() {
                     return Err(StoreError::UnknownSchema { path: db_path });
                 }
+                // sled recovers a damaged database as an empty one: the marker outside it
+                // tells such an empty database from a new one, so it is not taken over.
+                if dir.join(SCHEMA_MARKER).exists() {
+                    return Err(StoreError::Damaged { path: db_path });
+                }
                 meta.insert(KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(db_err)?;
+                db.flush().map_err(db_err)?;
             }
+        }
+        if !dir.join(SCHEMA_MARKER).exists() {
+            std::fs::write(dir.join(SCHEMA_MARKER), format!("{SCHEMA_VERSION}\n"))
+                .map_err(open_err)?;
         }
         let store = Store {
             inner: std::sync::Arc::new(Inner {
@@ -737,5 +754,34 @@ mod tests {
         assert_eq!(s.pending_report().unwrap(), Some(b.clone()));
         s.clear_pending_report(&b).unwrap();
         assert_eq!(s.pending_report().unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod damage_tests {
+    use super::*;
+
+    #[test]
+    fn damaged_files_give_an_error_naming_the_path_and_are_kept() {
+        for victim in ["conf", "db"] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let s = Store::open(dir.path(), "t").unwrap();
+                s.set_pending_report(&serde_json::json!({"x": 1})).unwrap();
+                s.inner.db.flush().unwrap();
+            }
+            let path = dir.path().join("db").join(victim);
+            let len = std::fs::metadata(&path).unwrap().len().max(64);
+            std::fs::write(&path, vec![0xA5u8; len as usize]).unwrap();
+            // (sled may rewrite a damaged file while it opens it; ours must not go further.)
+            for _ in 0..2 {
+                let err = Store::open(dir.path(), "t").unwrap_err();
+                assert!(
+                    err.to_string().contains(dir.path().to_str().unwrap()),
+                    "{victim}: {err}"
+                );
+                assert!(path.exists(), "{victim} was deleted");
+            }
+        }
     }
 }
