@@ -96,6 +96,25 @@ impl LocalNode {
         secret: &str,
         protocols: &[&str],
     ) -> anyhow::Result<LocalNode> {
+        // A port free when asked can be taken by someone else before the node binds it (tests
+        // run in parallel): then try again with fresh ports.
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_once(name, network_name, secret, protocols) {
+                Ok(node) => return Ok(node),
+                Err(e) if e.to_string().contains("failed to add listener") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("EasyTier node {name} did not start")))
+    }
+
+    fn start_once(
+        name: &str,
+        network_name: &str,
+        secret: &str,
+        protocols: &[&str],
+    ) -> anyhow::Result<LocalNode> {
         let listeners: Vec<(String, u16)> = protocols
             .iter()
             .map(|p| (p.to_string(), free_port()))

@@ -192,7 +192,13 @@ async fn two_run_jobs() {
     assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
     let (a, b) = tokio::join!(output(run("probe-sweep")), output(run("probe-sweep")));
     for o in [&a, &b] {
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "stderr: {}\nstdout: {}",
+            stderr(o),
+            String::from_utf8_lossy(&o.stdout)
+        );
         assert_eq!(stdout_json(o)["summary"]["peers"], 1);
     }
     let store = easytier_probe::store::Store::open(&data, "test").unwrap();
