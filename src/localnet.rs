@@ -64,6 +64,36 @@ pub fn isolate_network() -> Result<(), String> {
     Ok(())
 }
 
+/// Gives the process its own mount namespace (with private propagation), so tests can mount
+/// small filesystems (a full disk) that nobody else sees. Call while single-threaded, after
+/// [`isolate_network`] (which makes the user namespace when not root).
+pub fn private_mounts() -> Result<(), String> {
+    // SAFETY: plain syscalls with constant, NUL-terminated arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWNS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let root = b"/\0";
+        let rc = libc::mount(
+            std::ptr::null(),
+            root.as_ptr().cast(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        if rc != 0 {
+            return Err(format!(
+                "making mounts private: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A free port on 127.0.0.1 for both tcp and udp at the time of asking.
 pub fn free_port() -> u16 {
     loop {

@@ -21,6 +21,9 @@ use crate::model::{JobRun, Outcome, PeerList, ProbeResult, Sample, SweepSummary}
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The longest a flush may take before the store counts as stalled.
+pub const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Job runs kept per job; older ones are pruned.
 const RUNS_KEPT_PER_JOB: usize = 2000;
 
@@ -43,6 +46,11 @@ pub enum StoreError {
          (nothing was changed; move the data dir aside to start afresh, or restore it from a backup)"
     )]
     Damaged { path: PathBuf },
+    #[error(
+        "the store in {path} could not be written to disk within 15 s (disk full or failing?); \
+         restart once the disk has room: what was last written to disk is kept"
+    )]
+    Stalled { path: PathBuf },
     #[error("cannot open the store in {path}: {source}")]
     Open {
         path: PathBuf,
@@ -221,13 +229,22 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// Bounded: after a write error (a full disk) sled's flush never completes, so waiting
+    /// longer than [`FLUSH_BOUND`] is reported as a stalled store instead of hanging.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        match tokio::time::timeout(FLUSH_BOUND, self.inner.db.flush_async()).await {
+            Ok(done) => done.map(|_| ()).map_err(|e| self.err(e)),
+            Err(_) => {
+                // sled flushes again when its last handle drops, and that would hang the same
+                // way: one leaked handle keeps it from ever trying, so the process can report the
+                // error and end.
+                std::mem::forget(self.inner.db.clone());
+                Err(StoreError::Stalled {
+                    path: self.inner.path.clone(),
+                })
+            }
+        }
     }
 
     // ---- peer list ----

@@ -332,3 +332,74 @@ async fn serve_waits_for_one_shot() {
         serve.log()
     );
 }
+
+/// Needs the private mount namespace the test binary's main sets up.
+pub async fn full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mount = |remount: bool, opts: &str| {
+        let target = std::ffi::CString::new(disk.to_str().unwrap()).unwrap();
+        let opts = std::ffi::CString::new(opts).unwrap();
+        let flags = if remount { libc::MS_REMOUNT } else { 0 };
+        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                flags,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
+    };
+    mount(false, "size=3m");
+    let data = disk.join("data");
+    let write_peers = |n: usize, path: &std::path::Path| {
+        let entries: Vec<Value> = (0..n)
+            .map(|i| peer_entry(json!(i), "tcp", 1000 + (i % 60000) as u16, "n", None))
+            .collect();
+        std::fs::write(path, Value::Array(entries).to_string()).unwrap();
+    };
+    let small = dir.path().join("small.json");
+    let big = dir.path().join("big.json");
+    write_peers(10, &small);
+    write_peers(50_000, &big);
+    let fetch = |peers: &std::path::Path| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", peers)
+            .args(["run-job", "peer-fetch"]);
+        c
+    };
+    assert_eq!(output(fetch(&small)).await.status.code(), Some(0));
+
+    // The big list does not fit: a clear error naming the store, in bounded time.
+    let start = Instant::now();
+    let o = output(fetch(&big)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("disk full") && err.contains(data.to_str().unwrap()),
+        "{err}"
+    );
+
+    // Space returns: the store opens, the last list that reached the disk is there, and the
+    // big list now goes in.
+    mount(true, "size=256m");
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env("PEERS_FILE", &small)
+        .args(["run-job", "probe-sweep", "--json"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout_json(&o)["summary"]["peers"], 10);
+    let o = output(fetch(&big)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
