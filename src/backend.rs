@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Backend;
-use crate::model::{parse_peer_entries, Peer, PeerEntryError, SweepSummary};
+use crate::model::{parse_peer_list, Peer, PeerEntryError, SweepSummary};
 
 /// Answers larger than this are refused rather than read into memory.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -211,14 +211,7 @@ pub fn parse_peers_answer(body: &[u8]) -> Result<FetchedPeers, String> {
         .get("peers")
         .and_then(Value::as_array)
         .ok_or("data.peers is missing or not an array")?;
-    let (peers, rejected) = parse_peer_entries(entries);
-    if peers.is_empty() && !rejected.is_empty() {
-        return Err(format!(
-            "none of the {} peer entries is valid; first problem: {}",
-            rejected.len(),
-            rejected[0]
-        ));
-    }
+    let (peers, rejected) = parse_peer_list(entries)?;
     Ok(FetchedPeers {
         peers,
         rejected,

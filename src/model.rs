@@ -145,6 +145,20 @@ pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>)
     (peers, errors)
 }
 
+/// Like [`parse_peer_entries`], but a list in which no entry is valid is refused as a whole:
+/// it would replace the stored list with nothing.
+pub fn parse_peer_list(entries: &[Value]) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
+    let (peers, rejected) = parse_peer_entries(entries);
+    if peers.is_empty() && !rejected.is_empty() {
+        return Err(format!(
+            "none of the {} peer entries is valid; first problem: {}",
+            rejected.len(),
+            rejected[0]
+        ));
+    }
+    Ok((peers, rejected))
+}
+
 /// Where a stored peer list came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::model::{parse_peer_entries, Peer, PeerEntryError};
+use crate::model::{parse_peer_list, Peer, PeerEntryError};
 
 /// Files larger than this are refused.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -64,14 +64,7 @@ pub fn parse(text: &str, extension: Option<&str>) -> Result<LoadedPeers, String>
             .ok_or("expected a list of peers, a `peers` list, or a backend answer")?,
         _ => return Err("expected a list of peers".into()),
     };
-    let (peers, rejected) = parse_peer_entries(entries);
-    if peers.is_empty() && !rejected.is_empty() {
-        return Err(format!(
-            "none of the {} peer entries is valid; first problem: {}",
-            rejected.len(),
-            rejected[0]
-        ));
-    }
+    let (peers, rejected) = parse_peer_list(entries)?;
     Ok(LoadedPeers { peers, rejected })
 }
 

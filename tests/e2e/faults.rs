@@ -55,6 +55,16 @@ async fn silent_listeners(n: usize) -> (Vec<u16>, Vec<tokio::task::JoinHandle<()
     (ports, tasks)
 }
 
+/// Waits until `serve` is in the middle of a probe-sweep.
+async fn wait_until_sweeping(serve: &ServeProcess) {
+    let sweeping = wait_for(Duration::from_secs(10), || async {
+        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+        runs["data"]["items"][0]["outcome"] == "running"
+    })
+    .await;
+    assert!(sweeping, "{}", serve.log());
+}
+
 fn peers_file(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
     let entries: Vec<Value> = ports
         .iter()
@@ -106,12 +116,7 @@ async fn kill_9_mid_sweep() {
         .env("PEERS_FILE", &peers)
         .arg("serve");
     let mut serve = ServeProcess::start(c, dir.path()).await;
-    let sweeping = wait_for(Duration::from_secs(10), || async {
-        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
-        runs["data"]["items"][0]["outcome"] == "running"
-    })
-    .await;
-    assert!(sweeping, "{}", serve.log());
+    wait_until_sweeping(&serve).await;
     let mut child = serve.child.take().unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -153,12 +158,7 @@ async fn sigterm_mid_sweep() {
         .env("DATA_DIR", &data)
         .arg("serve");
     let mut serve = ServeProcess::start(c, dir.path()).await;
-    let sweeping = wait_for(Duration::from_secs(10), || async {
-        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
-        runs["data"]["items"][0]["outcome"] == "running"
-    })
-    .await;
-    assert!(sweeping, "{}", serve.log());
+    wait_until_sweeping(&serve).await;
     let start = Instant::now();
     let status = serve.terminate(Duration::from_secs(15)).await;
     let took = start.elapsed();

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use easytier_probe::localnet::{free_port, LocalNode};
+use easytier_probe::localnet::free_port;
 use easytier_probe::model::ErrorKind;
 use easytier_probe::probe::probe;
 use libtest_mimic::Trial;
 
-use crate::common::{lossy_udp_relay, plaintext_quic_bridge, target};
+use crate::common::{lossy_udp_relay, node, plaintext_quic_bridge, stop_node, target};
 use crate::trial;
 
 const PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
@@ -29,11 +29,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 async fn live_nodes_are_up_with_rtt() {
-    let node =
-        tokio::task::spawn_blocking(|| LocalNode::start("live", "probe-net", "s3cret", &PROTOCOLS))
-            .await
-            .unwrap()
-            .unwrap();
+    let node = node("live", "probe-net", "s3cret", &PROTOCOLS).await;
     for p in PROTOCOLS {
         let r = probe(
             &target(p, node.port(p), "probe-net", "s3cret"),
@@ -53,18 +49,11 @@ async fn live_nodes_are_up_with_rtt() {
             assert!(r.up, "{p} foreign: {:?} {:?}", r.error_kind, r.error);
         }
     }
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
+    stop_node(node).await;
 }
 
 async fn wrong_secret_is_never_up() {
-    let node = tokio::task::spawn_blocking(|| {
-        LocalNode::start("secret", "probe-net", "s3cret", &PROTOCOLS)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let node = node("secret", "probe-net", "s3cret", &PROTOCOLS).await;
     for p in PROTOCOLS {
         let r = probe(
             &target(p, node.port(p), "probe-net", "wrong"),
@@ -102,9 +91,7 @@ async fn wrong_secret_is_never_up() {
             r.error_kind, r.error
         );
     }
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
+    stop_node(node).await;
 }
 
 async fn dead_ports_are_down() {
@@ -131,11 +118,7 @@ async fn dead_ports_are_down() {
 }
 
 async fn plaintext_quic_is_up() {
-    let node =
-        tokio::task::spawn_blocking(|| LocalNode::start("bridge", "probe-net", "s3cret", &["tcp"]))
-            .await
-            .unwrap()
-            .unwrap();
+    let node = node("bridge", "probe-net", "s3cret", &["tcp"]).await;
     let (addr, _bridge) = plaintext_quic_bridge(node.port("tcp")).await;
     let r = probe(
         &target("quic", addr.port(), "probe-net", "s3cret"),
@@ -154,18 +137,11 @@ async fn plaintext_quic_is_up() {
         "{:?}",
         r.error
     );
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
+    stop_node(node).await;
 }
 
 async fn lossy_links_are_up() {
-    let node = tokio::task::spawn_blocking(|| {
-        LocalNode::start("lossy", "probe-net", "s3cret", &["udp", "wg"])
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let node = node("lossy", "probe-net", "s3cret", &["udp", "wg"]).await;
     // Lose the opening packet, the first handshake and the first pong.
     for (p, up, down) in [
         ("udp", &[1usize][..], &[][..]),
@@ -186,7 +162,5 @@ async fn lossy_links_are_up() {
             r.error_kind, r.error
         );
     }
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
+    stop_node(node).await;
 }
