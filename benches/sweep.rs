@@ -263,6 +263,46 @@ fn main() {
         })
         .collect();
     let scratch = tempfile::tempdir().unwrap();
+    // (budget, measured, met) rows for the summary at the end.
+    let mut budgets: Vec<(String, String, bool)> = Vec::new();
+    // Cold run-job status-report, first, while the nodes are idle: a fresh process, a real
+    // backend, one PUT.
+    let backend = DemoBackend::default();
+    let url = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        backend.serve(l).await.unwrap()
+    });
+    let data = scratch.path().join("data-report");
+    let mut walls = Vec::new();
+    for _ in 0..7 {
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .current_dir(scratch.path())
+            .env("DISTRIBUTED_MODE_ENABLED", "true")
+            .env("BACKEND_BASE_URL", &url)
+            .env("NODE_TOKEN", "bench")
+            .env("DATA_DIR", &data)
+            .args(["run-job", "status-report"]);
+        let m = measure(c);
+        assert_eq!(m.code, 0);
+        walls.push(m.wall.as_secs_f64() * 1000.0);
+    }
+    walls.sort_by(f64::total_cmp);
+    let status_report_line = format!(
+        "Cold `run-job status-report`: median {:.1} ms (min {:.1}, max {:.1}) over {} runs.",
+        walls[walls.len() / 2],
+        walls[0],
+        walls[walls.len() - 1],
+        walls.len()
+    );
+    println!("{status_report_line}");
+    let median = walls[walls.len() / 2];
+    budgets.push((
+        "cold `run-job status-report` ≤ 100 ms".into(),
+        format!("{median:.1} ms"),
+        median <= 100.0,
+    ));
+
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}; open-files limit {nofile}.\n", machine());
     let _ = writeln!(
@@ -335,6 +375,32 @@ fn main() {
             eprintln!("  down at {n}: {down:?}");
         }
         ours_smallest_ms.get_or_insert(job_ms.max(1));
+        let ratio = job_ms as f64 / (connect.as_secs_f64() * 1000.0).max(0.001);
+        let rss_mb = sweep.max_rss_kb as f64 / 1024.0;
+        if n == 1000 {
+            budgets.push((
+                "1000-peer sweep ≤ 0.5 s".into(),
+                format!("{job_ms} ms"),
+                job_ms <= 500,
+            ));
+            budgets.push((
+                "1000-peer sweep ≤ 64 MB peak RSS".into(),
+                format!("{rss_mb:.1} MB"),
+                rss_mb <= 64.0,
+            ));
+            budgets.push((
+                "1000-peer sweep within 4× the TCP-connect sweep".into(),
+                format!("{ratio:.1}×"),
+                ratio <= 4.0,
+            ));
+        }
+        if n == 10_000 {
+            budgets.push((
+                "10 000-peer sweep ≤ 5 s".into(),
+                format!("{job_ms} ms"),
+                job_ms <= 5000,
+            ));
+        }
         if n == 1000 {
             sweep_1000_data = Some((data.clone(), cmd("probe-sweep")));
         }
@@ -363,37 +429,7 @@ fn main() {
         let _ = writeln!(out, "{line}");
     }
 
-    // Cold run-job status-report: a fresh process, a real backend, one PUT.
-    let backend = DemoBackend::default();
-    let url = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        backend.serve(l).await.unwrap()
-    });
-    let data = scratch.path().join("data-report");
-    let mut walls = Vec::new();
-    for _ in 0..7 {
-        let mut c = Command::new(bin);
-        c.env_clear()
-            .current_dir(scratch.path())
-            .env("DISTRIBUTED_MODE_ENABLED", "true")
-            .env("BACKEND_BASE_URL", &url)
-            .env("NODE_TOKEN", "bench")
-            .env("DATA_DIR", &data)
-            .args(["run-job", "status-report"]);
-        let m = measure(c);
-        assert_eq!(m.code, 0);
-        walls.push(m.wall.as_secs_f64() * 1000.0);
-    }
-    walls.sort_by(f64::total_cmp);
-    let line = format!(
-        "Cold `run-job status-report`: median {:.1} ms (min {:.1}, max {:.1}) over {} runs.",
-        walls[walls.len() / 2],
-        walls[0],
-        walls[walls.len() - 1],
-        walls.len()
-    );
-    println!("{line}");
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{status_report_line}");
 
     // Idle serve: API and control channel only, with a stored list of 1000 peers.
     if let Some((data, _)) = &sweep_1000_data {
@@ -435,11 +471,35 @@ fn main() {
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let _ = child.kill();
         let _ = child.wait();
+        let idle_mb = rss as f64 / 1024.0;
+        let idle_cpu = (t1 - t0) as f64 / hz / idle_secs as f64 * 100.0;
+        budgets.push((
+            "idle `serve` ≤ 30 MB RSS".into(),
+            format!("{idle_mb:.1} MB"),
+            idle_mb <= 30.0,
+        ));
+        budgets.push((
+            "idle `serve` near-zero CPU (≤ 1 % of a core)".into(),
+            format!("{idle_cpu:.2} %"),
+            idle_cpu <= 1.0,
+        ));
         let line = format!(
             "Idle `serve --no-schedule` (1000 stored peers): {:.1} MB RSS, {:.2} % of one core over {idle_secs} s ({} CPU ticks).",
             rss as f64 / 1024.0,
             (t1 - t0) as f64 / hz / idle_secs as f64 * 100.0,
             t1 - t0
+        );
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+    }
+
+    let _ = writeln!(out, "\nBudgets (issue #7), from the figures above:\n");
+    let _ = writeln!(out, "| budget | measured | met |");
+    let _ = writeln!(out, "|---|---:|:---:|");
+    for (budget, measured, met) in &budgets {
+        let line = format!(
+            "| {budget} | {measured} | {} |",
+            if *met { "yes" } else { "**no**" }
         );
         println!("{line}");
         let _ = writeln!(out, "{line}");

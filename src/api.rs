@@ -128,8 +128,11 @@ async fn health(State(s): State<ApiState>) -> Response {
     let mut jobs = serde_json::Map::new();
     let mut degraded = false;
     for job in JobName::ALL {
-        let last = match store.runs(job.as_str(), 5) {
-            Ok(runs) => runs.into_iter().find(|r| r.outcome != Outcome::Skipped),
+        let last = match store.runs(job.as_str(), 50) {
+            // The last run that finished: a skip or a run still going says nothing about health.
+            Ok(runs) => runs
+                .into_iter()
+                .find(|r| !matches!(r.outcome, Outcome::Skipped | Outcome::Running)),
             Err(e) => return internal(e),
         };
         if let Some(run) = &last {

@@ -95,15 +95,22 @@ pub fn private_mounts() -> Result<(), String> {
 }
 
 /// A free port on 127.0.0.1 for both tcp and udp at the time of asking.
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768 and up by default),
+/// each handed out once per process: a port asked for here is not also the one the kernel
+/// gives the next `bind(":0")` elsewhere in the tests, which a node binding it a moment later
+/// would collide with (easytier's quic listener panics on a taken port).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    let start = std::process::id() * 7919 % SPAN;
     loop {
-        let Ok(tcp) = std::net::TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = tcp.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
             return port;
         }
     }

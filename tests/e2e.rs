@@ -41,6 +41,10 @@ fn main() {
         trial("faults::full_disk_then_space_returns", faults::full_disk)
             .with_ignored_flag(mounts.is_err()),
     );
+    trials.push(
+        trial("faults::read_only_data_dir", faults::read_only_data_dir)
+            .with_ignored_flag(mounts.is_err()),
+    );
     libtest_mimic::run(&args, trials).exit();
 }
 

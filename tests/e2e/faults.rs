@@ -15,6 +15,14 @@ pub fn trials() -> Vec<Trial> {
     vec![
         trial("faults::serve_twice_names_the_holder", serve_twice),
         trial(
+            "faults::kill_9_during_peer_fetch_commits_keeps_a_whole_list",
+            kill_9_during_peer_fetch_commits,
+        ),
+        trial(
+            "faults::ten_thousand_entries_some_bad",
+            ten_thousand_entries_some_bad,
+        ),
+        trial(
             "faults::serve_waits_for_a_one_shot_holder",
             serve_waits_for_one_shot,
         ),
@@ -402,4 +410,120 @@ pub async fn full_disk() {
     assert_eq!(stdout_json(&o)["summary"]["peers"], 10);
     let o = output(fetch(&big)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+async fn kill_9_during_peer_fetch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write_peers = |n: usize, path: &std::path::Path| {
+        let entries: Vec<Value> = (0..n)
+            .map(|i| peer_entry(json!(i), "tcp", 1000 + (i % 60000) as u16, "n", None))
+            .collect();
+        std::fs::write(path, Value::Array(entries).to_string()).unwrap();
+    };
+    let (small, big) = (dir.path().join("small.json"), dir.path().join("big.json"));
+    write_peers(7, &small);
+    write_peers(30_000, &big);
+    let fetch = |peers: &std::path::Path| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", peers)
+            .args(["run-job", "peer-fetch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    for delay_ms in [5u64, 20, 40, 60, 80, 120, 200] {
+        assert_eq!(output(fetch(&small)).await.status.code(), Some(0));
+        let mut child = fetch(&big).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.kill(); // SIGKILL, wherever it is
+        let _ = child.wait();
+        let store = easytier_probe::store::Store::open(&data, "test").unwrap();
+        let n = store.peer_list().unwrap().unwrap().peers.len();
+        assert!(
+            n == 7 || n == 30_000,
+            "after a kill at {delay_ms} ms the list has {n} peers"
+        );
+        drop(store);
+    }
+}
+
+async fn ten_thousand_entries_some_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let mut e = peer_entry(json!(i), "tcp", 1 + (i % 60000) as u16, "n", None);
+            match i % 10 {
+                0 => e["port"] = json!(0),
+                1 => e["host"] = json!(""),
+                2 => e["name"] = json!("名前".repeat(400)),
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    let path = dir.path().join("peers.json");
+    std::fs::write(&path, Value::Array(entries).to_string()).unwrap();
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", dir.path().join("data"))
+        .env("PEERS_FILE", &path)
+        .args(["run-job", "peer-fetch", "--json"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = stdout_json(&o)["summary"].clone();
+    assert_eq!(s["peers"], 8000);
+    assert_eq!(s["rejected"], 2000);
+    assert_eq!(s["rejected_entries"].as_array().unwrap().len(), 20);
+    let store = easytier_probe::store::Store::open(&dir.path().join("data"), "test").unwrap();
+    let list = store.peer_list().unwrap().unwrap();
+    let long = list.peers.iter().find(|p| p.id == "2").unwrap();
+    assert_eq!(long.name.chars().count(), 200);
+}
+
+/// Needs the private mount namespace the test binary's main sets up.
+pub async fn read_only_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let target = std::ffi::CString::new(disk.to_str().unwrap()).unwrap();
+    let mount = |flags: libc::c_ulong| {
+        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                flags,
+                c"size=64m".as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
+    };
+    mount(0);
+    let data = disk.join("data");
+    let peers = peers_file(dir.path(), &[1, 2]);
+    let run = |job: &str| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", &peers)
+            .args(["run-job", job]);
+        c
+    };
+    assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
+    mount(libc::MS_REMOUNT | libc::MS_RDONLY);
+    let start = Instant::now();
+    let o = output(run("probe-sweep")).await;
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(data.to_str().unwrap()) && err.contains("DATA_DIR"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    // Writable again: nothing was lost.
+    mount(libc::MS_REMOUNT);
+    let store = easytier_probe::store::Store::open(&data, "test").unwrap();
+    assert_eq!(store.peer_list().unwrap().unwrap().peers.len(), 2);
 }

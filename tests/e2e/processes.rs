@@ -253,10 +253,11 @@ async fn beside_serve() {
 const NODE_TOKEN: &str = "node-secret-Zq81";
 const ADMIN_TOKEN: &str = "admin-secret-Xk27";
 const NET_SECRET: &str = "net-secret-Pw55";
+const API_KEY: &str = "api-secret-Qm63";
 
 /// Fails if any of the secrets above appears in `text`.
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [NODE_TOKEN, ADMIN_TOKEN, NET_SECRET] {
+    for secret in [NODE_TOKEN, ADMIN_TOKEN, NET_SECRET, API_KEY] {
         assert!(!text.contains(secret), "{what} contains a secret:\n{text}");
     }
 }
@@ -479,6 +480,38 @@ async fn serve_routes_and_sigterm() {
     assert_eq!(body["status"], "Offline");
     assert_eq!(last.headers["x-node-token"], NODE_TOKEN);
     assert_eq!(body["metadata"]["region"], "eu");
+    // JSON logs and `run-job --json` output carry no secret either.
+    for job in ["peer-fetch", "status-report"] {
+        let mut c = bin(dir.path());
+        c.env("DISTRIBUTED_MODE_ENABLED", "true")
+            .env("BACKEND_BASE_URL", &url)
+            .env("NODE_TOKEN", NODE_TOKEN)
+            .env("API_KEY", API_KEY)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("NETWORK_SECRET", NET_SECRET)
+            .env("DATA_DIR", dir.path().join("data"))
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug,easytier=off")
+            .args(["run-job", job, "--json"]);
+        let o = output(c).await;
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let logs = stderr(&o);
+        assert!(!logs.trim().is_empty());
+        for line in logs.lines() {
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok(),
+                "not a JSON log line: {line}"
+            );
+        }
+        assert_no_secret("JSON logs", &logs);
+        assert_no_secret("run-job --json", &String::from_utf8_lossy(&o.stdout));
+    }
+    let api_key_used = b.recorded().iter().any(|r| {
+        r.headers
+            .get("authorization")
+            .is_some_and(|v| v == &format!("Bearer {API_KEY}"))
+    });
+    assert!(api_key_used, "the API key was sent, so it was in play");
     stop_node(n).await;
 }
 
