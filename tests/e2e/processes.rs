@@ -40,6 +40,13 @@ pub fn trials() -> Vec<Trial> {
             vendored_protoc,
         ),
         trial("demo::probes_its_nodes_and_stops_on_ctrl_c", demo),
+        trial("serve::slow_clients_are_cut_off", slow_clients),
+        trial("control::another_user_cannot_run_jobs", another_user)
+            // Switching users needs root (and setpriv, from util-linux).
+            .with_ignored_flag(
+                unsafe { libc::geteuid() } != 0
+                    || !std::path::Path::new("/usr/bin/setpriv").exists(),
+            ),
     ]
 }
 
@@ -606,4 +613,79 @@ async fn demo() {
         !out().contains("[server]"),
         "easytier's own notices reached the terminal"
     );
+}
+
+async fn slow_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", dir.path().join("data"))
+        .args(["serve", "--no-schedule"]);
+    let serve = ServeProcess::start(c, dir.path()).await;
+    let addr = serve.base.trim_start_matches("http://").to_string();
+    // Half a request, then silence: the server hangs up once the header timeout passes.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    // Meanwhile the API answers others.
+    let (code, _) = serve.get("/health").await;
+    assert_eq!(code, 200);
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the slow client was never cut off");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(25),
+        "{took:?}"
+    );
+}
+
+async fn another_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data).args(["serve", "--no-schedule"]);
+    let serve = ServeProcess::start(c, dir.path()).await;
+    // Even with the data dir opened up, the store and its control socket stay the owner's.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = data.join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut c = std::process::Command::new("/usr/bin/setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_easytier-probe"),
+    ])
+    .args(["run-job", "probe-sweep", "--wait", "1s"])
+    .env_clear()
+    .env("DATA_DIR", &data)
+    .current_dir("/");
+    let o = output(c).await;
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "another user ran a job: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(data.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+    assert_eq!(runs["data"]["items"], json!([]), "no run was recorded");
 }
