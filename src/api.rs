@@ -525,6 +525,29 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// 24 cells, one per hour (oldest first), coloured by that hour's uptime; a title says it.
+fn uptime_bar(history: &[Sample], now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    for h in (0..24).rev() {
+        let from = now - chrono::Duration::hours(h + 1);
+        let to = now - chrono::Duration::hours(h);
+        let start = history.partition_point(|s| s.at < from);
+        let end = history.partition_point(|s| s.at < to);
+        let (class, title) = match uptime_pct(&history[start..end]) {
+            None => ("none", "no checks".to_string()),
+            Some(p) if p >= 99.0 => ("good", format!("{p:.1} %")),
+            Some(p) if p >= 90.0 => ("some", format!("{p:.1} %")),
+            Some(p) => ("bad", format!("{p:.1} %")),
+        };
+        let _ = write!(
+            out,
+            "<i class=\"{class}\" title=\"{h}–{} h ago: {title}\"></i>",
+            h + 1
+        );
+    }
+    out
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -568,9 +591,13 @@ async fn status_page(State(s): State<ApiState>) -> Response {
                 .and_then(|r| r.rtt_us)
                 .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
                 .unwrap_or_else(|| "–".into()),
-            uptime_pct(&history)
-                .map(|p| format!("{p:.1} %"))
-                .unwrap_or_else(|| "–".into()),
+            format!(
+                "{}<div class=\"bar\">{}</div>",
+                uptime_pct(&history)
+                    .map(|p| format!("{p:.1} %"))
+                    .unwrap_or_else(|| "–".into()),
+                uptime_bar(&history, now)
+            ),
             latest
                 .as_ref()
                 .and_then(|r| r.error_kind)
@@ -601,7 +628,9 @@ async fn status_page(State(s): State<ApiState>) -> Response {
          <style>body{{font-family:system-ui,sans-serif;margin:1rem;}}table{{border-collapse:collapse;width:100%;}}\
          td,th{{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left;font-size:.9rem;}}\
          .up{{color:#137333;font-weight:600}}.down{{color:#b3261e;font-weight:600}}.unknown{{color:#666}}\
-         .wrap{{overflow-x:auto}}</style></head><body>\
+         .wrap{{overflow-x:auto}}.bar{{display:flex;gap:1px;margin-top:2px}}\
+         .bar i{{display:block;width:5px;height:14px;border-radius:1px;background:#ddd}}\
+         .bar .good{{background:#34a853}}.bar .some{{background:#fbbc04}}.bar .bad{{background:#ea4335}}</style></head><body>\
          <h1>easytier-probe</h1><p>{up_count} of {} nodes up · version {}</p>\
          <h2>Nodes</h2><div class=\"wrap\"><table><tr><th>Name</th><th>Address</th><th>Network</th>\
          <th>State</th><th>RTT</th><th>24h uptime</th><th>Error</th></tr>{rows}</table></div>\
@@ -647,6 +676,29 @@ mod tests {
         assert_eq!(empty["checks"], 0);
         assert!(empty["uptime_pct"].is_null());
         assert!(empty["rtt_ms"]["p95"].is_null());
+    }
+
+    #[test]
+    fn the_uptime_bar_has_an_hour_per_cell_oldest_first() {
+        let now = Utc::now();
+        let at = |mins: i64, up: bool| Sample {
+            at: now - chrono::Duration::minutes(mins),
+            up,
+            rtt_us: None,
+            error_kind: None,
+        };
+        // Last hour all up; 3–4 hours ago half down; nothing else.
+        let history = vec![at(200, true), at(190, false), at(30, true), at(10, true)];
+        let bar = uptime_bar(&history, now);
+        let cells: Vec<&str> = bar
+            .split("<i class=\"")
+            .skip(1)
+            .map(|c| &c[..c.find('"').unwrap()])
+            .collect();
+        assert_eq!(cells.len(), 24);
+        assert_eq!(cells[23], "good");
+        assert_eq!(cells[20], "bad");
+        assert_eq!(cells.iter().filter(|c| **c == "none").count(), 22);
     }
 
     #[test]

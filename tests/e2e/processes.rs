@@ -440,6 +440,52 @@ async fn serve_routes_and_sigterm() {
         metrics.contains("easytier_probe_job_last_success_timestamp_seconds{job=\"peer-fetch\"}")
     );
 
+    // A real Prometheus text-format parser reads it, and its values agree with the API.
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
+        .expect("/metrics parses as Prometheus text format");
+    let (_, nodes_now) = serve.get("/api/nodes").await;
+    for id in ["1", "2"] {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "easytier_probe_peer_up" && s.labels.get("id") == Some(id))
+            .unwrap_or_else(|| panic!("no easytier_probe_peer_up for {id}"));
+        let expected = nodes_now["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()["up"]
+            == true;
+        assert!(
+            matches!(sample.value, prometheus_parse::Value::Gauge(v) if v == f64::from(u8::from(expected))),
+            "{id}: {:?}",
+            sample.value
+        );
+    }
+    let runs_total = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "easytier_probe_job_runs_total"
+                && s.labels.get("job") == Some("probe-sweep")
+                && s.labels.get("outcome") == Some("ok")
+        })
+        .expect("a probe-sweep ok counter");
+    assert!(
+        matches!(runs_total.value, prometheus_parse::Value::Counter(v) if v >= 1.0),
+        "{:?}",
+        runs_total.value
+    );
+    assert!(page_has_bar(
+        &reqwest::get(format!("{}/", serve.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    ));
+
     let page = reqwest::get(format!("{}/", serve.base))
         .await
         .unwrap()
@@ -688,4 +734,9 @@ async fn another_user() {
     );
     let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
     assert_eq!(runs["data"]["items"], json!([]), "no run was recorded");
+}
+
+/// The status page shows a 24-cell uptime bar per node.
+fn page_has_bar(page: &str) -> bool {
+    page.contains("<div class=\"bar\">") && page.matches("<i class=").count() >= 24
 }
