@@ -580,7 +580,7 @@ async fn status_page(State(s): State<ApiState>) -> Response {
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}://{}:{}</td><td>{}</td><td class=\"{class}\">{state}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
             html_escape(&peer.name),
             html_escape(&peer.protocol),
             html_escape(&peer.host),
@@ -591,13 +591,10 @@ async fn status_page(State(s): State<ApiState>) -> Response {
                 .and_then(|r| r.rtt_us)
                 .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
                 .unwrap_or_else(|| "–".into()),
-            format!(
-                "{}<div class=\"bar\">{}</div>",
-                uptime_pct(&history)
-                    .map(|p| format!("{p:.1} %"))
-                    .unwrap_or_else(|| "–".into()),
-                uptime_bar(&history, now)
-            ),
+            uptime_pct(&history)
+                .map(|p| format!("{p:.1} %"))
+                .unwrap_or_else(|| "–".into()),
+            uptime_bar(&history, now),
             latest
                 .as_ref()
                 .and_then(|r| r.error_kind)
