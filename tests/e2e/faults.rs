@@ -43,6 +43,10 @@ pub fn trials() -> Vec<Trial> {
             "faults::backend_that_never_answers_times_out",
             backend_never_answers,
         ),
+        trial(
+            "faults::backend_dropping_mid_request_keeps_the_list",
+            backend_drops_mid_request,
+        ),
     ]
 }
 
@@ -526,4 +530,38 @@ pub async fn read_only_data_dir() {
     mount(libc::MS_REMOUNT);
     let store = easytier_probe::store::Store::open(&data, "test").unwrap();
     assert_eq!(store.peer_list().unwrap().unwrap().peers.len(), 2);
+}
+
+async fn backend_drops_mid_request() {
+    // First a good fetch, then a backend that reads the request and hangs up without answering.
+    let (_good, url) = backend(vec![peer_entry(json!(1), "tcp", 1, "n", None)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fetch = |url: &str| {
+        let mut c = bin(dir.path());
+        c.env("DISTRIBUTED_MODE_ENABLED", "true")
+            .env("BACKEND_BASE_URL", url)
+            .env("NODE_TOKEN", "t")
+            .env("DATA_DIR", &data)
+            .args(["run-job", "peer-fetch", "--json"]);
+        c
+    };
+    assert_eq!(output(fetch(&url)).await.status.code(), Some(0));
+    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude_url = format!("http://{}", rude.local_addr().unwrap());
+    let _rude = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut s, _)) = rude.accept().await {
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
+    let o = output(fetch(&rude_url)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = stdout_json(&o);
+    assert_eq!(j["summary"]["source"], "cache");
+    assert!(j["error"].as_str().unwrap().contains("unreachable"), "{j}");
+    let store = easytier_probe::store::Store::open(&data, "test").unwrap();
+    assert_eq!(store.peer_list().unwrap().unwrap().peers.len(), 1);
 }
