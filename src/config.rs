@@ -140,6 +140,10 @@ pub struct Options {
     /// Token that enables POST /api/jobs/{name}/run (also ADMIN_TOKEN_FILE or the credential admin_token).
     #[arg(long, global = true, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// How long raw probe history is kept, e.g. "24h", "7d" [default: 24h]
+    #[arg(long, global = true, env = "HISTORY_RETENTION")]
+    pub history_retention: Option<String>,
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -208,6 +212,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub network_secret: Secret,
     pub admin_token: Option<Secret>,
+    /// Raw probe samples older than this are pruned by the sweep.
+    pub history_retention: Duration,
     pub probe: ProbeSettings,
 }
 
@@ -371,6 +377,7 @@ impl Settings {
             )?
             .unwrap_or_else(|| Secret::new("")),
             admin_token,
+            history_retention: retention(options.history_retention.as_deref())?,
             probe: ProbeSettings::default(),
         })
     }
@@ -400,6 +407,26 @@ fn interval(raw: Option<&str>, var: &str, flag: &str) -> Result<Option<Duration>
         Ok(n) if (1..=7 * 24 * 3600).contains(&n) => Ok(Some(Duration::from_secs(n))),
         _ => Err(ConfigError(format!(
             "{var} ({flag}) must be a whole number of seconds between 1 and 604800, got {raw:?}"
+        ))),
+    }
+}
+
+/// `HISTORY_RETENTION`: from 1 hour to 400 days ("d" is accepted beside ms/s/m/h).
+fn retention(raw: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(Duration::from_secs(24 * 3600));
+    };
+    let parsed = match raw.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d.saturating_mul(86_400)))
+            .map_err(|_| String::new()),
+        None => parse_duration(raw),
+    };
+    match parsed {
+        Ok(d) if (3600..=400 * 86_400).contains(&d.as_secs()) => Ok(d),
+        _ => Err(ConfigError(format!(
+            "HISTORY_RETENTION (--history-retention) must be a duration from 1h to 400d, like 24h or 7d, got {raw:?}"
         ))),
     }
 }
@@ -570,6 +597,20 @@ mod tests {
         let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("./easytier-probe-data"));
         assert_eq!(s.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn history_retention_defaults_and_bounds() {
+        let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+        assert_eq!(s.history_retention, Duration::from_secs(24 * 3600));
+        let s =
+            Settings::resolve(&parse(&["--history-retention", "7d"]).options, &env(&[])).unwrap();
+        assert_eq!(s.history_retention, Duration::from_secs(7 * 86_400));
+        for bad in ["30m", "500d", "soon", "d"] {
+            let err = Settings::resolve(&parse(&["--history-retention", bad]).options, &env(&[]))
+                .unwrap_err();
+            assert!(err.0.contains("HISTORY_RETENTION"), "{bad}: {err}");
+        }
     }
 
     #[test]

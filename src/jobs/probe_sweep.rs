@@ -7,9 +7,6 @@ use super::{ms, JobContext, JobFailure, JobResult};
 use crate::model::SweepSummary;
 use crate::probe::{self, Target};
 
-/// Raw samples older than this are pruned by the sweep (a few deletions per peer and sweep).
-pub const HISTORY_RETENTION_HOURS: i64 = 24;
-
 pub async fn run(ctx: &JobContext) -> JobResult {
     let store = &ctx.store;
     let list = store
@@ -70,7 +67,10 @@ pub async fn run(ctx: &JobContext) -> JobResult {
     store
         .record_sweep(&stored, &summary)
         .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
-    let cutoff = now - Duration::hours(HISTORY_RETENTION_HOURS);
+    // Raw samples past the retention go: a few deletions per peer and sweep, never a scan.
+    let retention =
+        Duration::from_std(ctx.settings.history_retention).unwrap_or_else(|_| Duration::hours(24));
+    let cutoff = now - retention;
     if let Err(e) = store.prune_history(list.peers.iter().map(|p| p.id.as_str()), cutoff) {
         tracing::warn!("pruning old history failed: {e}");
     }
