@@ -345,39 +345,43 @@ async fn serve_waits_for_one_shot() {
     );
 }
 
+/// A peers file of `n` tcp entries (ids 0..n).
+fn write_many_peers(n: usize, path: &std::path::Path) {
+    let entries: Vec<Value> = (0..n)
+        .map(|i| peer_entry(json!(i), "tcp", 1000 + (i % 60000) as u16, "n", None))
+        .collect();
+    std::fs::write(path, Value::Array(entries).to_string()).unwrap();
+}
+
+/// Mounts (or with `MS_REMOUNT`, remounts) a tmpfs at `target`. Needs the private mount
+/// namespace the test binary's main sets up.
+fn mount_tmpfs(target: &std::path::Path, flags: libc::c_ulong, opts: &str) {
+    let target = std::ffi::CString::new(target.to_str().unwrap()).unwrap();
+    let opts = std::ffi::CString::new(opts).unwrap();
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            flags,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
+}
+
 /// Needs the private mount namespace the test binary's main sets up.
 pub async fn full_disk() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    let mount = |remount: bool, opts: &str| {
-        let target = std::ffi::CString::new(disk.to_str().unwrap()).unwrap();
-        let opts = std::ffi::CString::new(opts).unwrap();
-        let flags = if remount { libc::MS_REMOUNT } else { 0 };
-        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                flags,
-                opts.as_ptr().cast(),
-            )
-        };
-        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
-    };
-    mount(false, "size=3m");
+    mount_tmpfs(&disk, 0, "size=3m");
     let data = disk.join("data");
-    let write_peers = |n: usize, path: &std::path::Path| {
-        let entries: Vec<Value> = (0..n)
-            .map(|i| peer_entry(json!(i), "tcp", 1000 + (i % 60000) as u16, "n", None))
-            .collect();
-        std::fs::write(path, Value::Array(entries).to_string()).unwrap();
-    };
     let small = dir.path().join("small.json");
     let big = dir.path().join("big.json");
-    write_peers(10, &small);
-    write_peers(50_000, &big);
+    write_many_peers(10, &small);
+    write_many_peers(50_000, &big);
     let fetch = |peers: &std::path::Path| {
         let mut c = bin(dir.path());
         c.env("DATA_DIR", &data)
@@ -404,7 +408,7 @@ pub async fn full_disk() {
 
     // Space returns: the store opens, the last list that reached the disk is there, and the
     // big list now goes in.
-    mount(true, "size=256m");
+    mount_tmpfs(&disk, libc::MS_REMOUNT, "size=256m");
     let mut c = bin(dir.path());
     c.env("DATA_DIR", &data)
         .env("PEERS_FILE", &small)
@@ -419,15 +423,9 @@ pub async fn full_disk() {
 async fn kill_9_during_peer_fetch_commits() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let write_peers = |n: usize, path: &std::path::Path| {
-        let entries: Vec<Value> = (0..n)
-            .map(|i| peer_entry(json!(i), "tcp", 1000 + (i % 60000) as u16, "n", None))
-            .collect();
-        std::fs::write(path, Value::Array(entries).to_string()).unwrap();
-    };
     let (small, big) = (dir.path().join("small.json"), dir.path().join("big.json"));
-    write_peers(7, &small);
-    write_peers(30_000, &big);
+    write_many_peers(7, &small);
+    write_many_peers(30_000, &big);
     let fetch = |peers: &std::path::Path| {
         let mut c = bin(dir.path());
         c.env("DATA_DIR", &data)
@@ -490,21 +488,7 @@ pub async fn read_only_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    let target = std::ffi::CString::new(disk.to_str().unwrap()).unwrap();
-    let mount = |flags: libc::c_ulong| {
-        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                flags,
-                c"size=64m".as_ptr().cast(),
-            )
-        };
-        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
-    };
-    mount(0);
+    mount_tmpfs(&disk, 0, "size=64m");
     let data = disk.join("data");
     let peers = peers_file(dir.path(), &[1, 2]);
     let run = |job: &str| {
@@ -515,7 +499,7 @@ pub async fn read_only_data_dir() {
         c
     };
     assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
-    mount(libc::MS_REMOUNT | libc::MS_RDONLY);
+    mount_tmpfs(&disk, libc::MS_REMOUNT | libc::MS_RDONLY, "size=64m");
     let start = Instant::now();
     let o = output(run("probe-sweep")).await;
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -527,7 +511,7 @@ pub async fn read_only_data_dir() {
     );
     assert!(err.to_lowercase().contains("read-only"), "{err}");
     // Writable again: nothing was lost.
-    mount(libc::MS_REMOUNT);
+    mount_tmpfs(&disk, libc::MS_REMOUNT, "size=64m");
     let store = easytier_probe::store::Store::open(&data, "test").unwrap();
     assert_eq!(store.peer_list().unwrap().unwrap().peers.len(), 2);
 }
