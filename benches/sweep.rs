@@ -440,7 +440,7 @@ fn main() {
         }
         let after = dir_size(data);
         let line = format!(
-            "\nStore growth: {:.1} MB after {} sweeps of 1000 peers, {:.0} bytes per peer and sweep over the last 10 (raw history, before any rollup).",
+            "\nStore growth: {:.1} MB after {} sweeps of 1000 peers, {:.0} bytes per peer and sweep over the last 10 (raw checks, all kept for the first hour; see \"History retention\" for the long run).",
             after as f64 / 1e6,
             REPEATS + 10,
             after.saturating_sub(before) as f64 / 10_000.0
@@ -567,7 +567,15 @@ fn main() {
              probe, so the node side's work is in every figure. Figures vary by some tens of percent from run to run; \
              the machine was otherwise idle unless noted.\n\n{out}"
         );
-        std::fs::write(&path, doc).unwrap();
+        // The history retention figures come from tests/retention.rs, not from this run: keep them.
+        let kept = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| {
+                old.find("\n## History retention")
+                    .map(|at| old[at..].to_string())
+            })
+            .unwrap_or_default();
+        std::fs::write(&path, doc + &kept).unwrap();
         println!("\nwrote {}", path.display());
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API (axum): health, nodes, history, jobs, metrics and a status page.
 //! Every JSON answer, errors included, is the envelope `{"code", "message", "data"}`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::history::{Bucket, Level};
 use crate::jobs::{effective_schedule, JobName};
-use crate::model::{JobRun, Outcome, Peer, ProbeResult, Sample, Trigger};
+use crate::model::{JobRun, Outcome, Trigger};
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
 
@@ -194,68 +195,155 @@ async fn health(State(s): State<ApiState>) -> Response {
     }))
 }
 
-/// Uptime percentage over samples, `None` when there are none.
-fn uptime_pct(samples: &[Sample]) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let up = samples.iter().filter(|s| s.up).count();
-    Some(round2(up as f64 * 100.0 / samples.len() as f64))
+/// Uptime percentage of a bucket, `None` when it has no checks.
+fn uptime_pct(b: &Bucket) -> Option<f64> {
+    (b.checks > 0).then(|| round2(b.up as f64 * 100.0 / b.checks as f64))
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn node_item(
-    peer: &Peer,
-    latest: Option<&ProbeResult>,
-    history: &[Sample],
-    now: DateTime<Utc>,
-) -> Value {
-    let since = |d: chrono::Duration| {
-        let from = now - d;
-        let start = history.partition_point(|s| s.at < from);
-        &history[start..]
-    };
+/// A window of `/api/nodes/{id}/health`: its length, the history level it is read from (the
+/// window starts at the start of that level's bucket holding `now - length`) and the step of
+/// its series.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub name: &'static str,
+    pub length: chrono::Duration,
+    pub level: Level,
+    pub step: chrono::Duration,
+}
+
+pub const WINDOWS: [Window; 4] = [
+    Window {
+        name: "1h",
+        length: chrono::Duration::hours(1),
+        level: Level::Minute,
+        step: chrono::Duration::minutes(1),
+    },
+    Window {
+        name: "24h",
+        length: chrono::Duration::hours(24),
+        level: Level::Hour,
+        step: chrono::Duration::hours(1),
+    },
+    Window {
+        name: "7d",
+        length: chrono::Duration::days(7),
+        level: Level::Hour,
+        step: chrono::Duration::hours(6),
+    },
+    Window {
+        name: "30d",
+        length: chrono::Duration::days(30),
+        level: Level::Day,
+        step: chrono::Duration::days(1),
+    },
+];
+
+fn window(name: &str) -> Option<Window> {
+    WINDOWS.into_iter().find(|w| w.name == name)
+}
+
+impl Window {
+    /// Everything of this window per slot, one bucket each (or one per step with `series`).
+    fn collect(
+        &self,
+        store: &crate::store::Store,
+        now: DateTime<Utc>,
+        only: Option<u32>,
+        series: bool,
+    ) -> Result<HashMap<u32, BTreeMap<i64, Bucket>>, crate::store::StoreError> {
+        // Up to a second ahead: a sweep that just finished is in.
+        let to = now + chrono::Duration::seconds(1);
+        store.collect(
+            self.level,
+            now - self.length,
+            to,
+            series.then_some(self.step),
+            only,
+        )
+    }
+
+    fn start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        crate::store::from_millis(self.level.floor((now - self.length).timestamp_millis()))
+    }
+}
+
+/// Checks, up, loss, uptime and RTT figures of a bucket.
+pub fn stats(b: &Bucket) -> Value {
+    let rtt = |us: Option<u64>| us.map(crate::jobs::ms);
+    let has_rtt = b.rtt_n > 0;
     json!({
-        "id": peer.id,
-        "name": peer.name,
-        "host": peer.host,
-        "port": peer.port,
-        "protocol": peer.protocol,
-        "network_name": peer.network_name,
-        "up": latest.map(|r| r.up),
-        "rtt_ms": latest.and_then(|r| r.rtt_us).map(crate::jobs::ms),
-        "error_kind": latest.and_then(|r| r.error_kind),
-        "last_checked_at": latest.map(|r| rfc3339(r.checked_at)),
-        "uptime": {
-            "1h": uptime_pct(since(chrono::Duration::hours(1))),
-            "24h": uptime_pct(since(chrono::Duration::hours(24))),
-            "7d": uptime_pct(since(chrono::Duration::days(7))),
+        "checks": b.checks,
+        "up": b.up,
+        "loss_pct": (b.checks > 0).then(|| round2((b.checks - b.up) as f64 * 100.0 / b.checks as f64)),
+        "uptime_pct": uptime_pct(b),
+        "rtt_ms": {
+            "min": rtt(has_rtt.then_some(b.rtt_min_us)),
+            "avg": rtt(b.avg_rtt_us()),
+            "p95": rtt(b.rtt_quantile_us(0.95)),
+            "max": rtt(has_rtt.then_some(b.rtt_max_us)),
         },
     })
 }
 
+fn merged<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Bucket {
+    let mut all = Bucket::default();
+    for b in buckets {
+        all.merge(b);
+    }
+    all
+}
+
 async fn nodes(State(s): State<ApiState>) -> Response {
     let store = &s.runner.context().store;
-    let peers = match store.peer_list() {
-        Ok(l) => l.map(|l| l.peers).unwrap_or_default(),
+    let now = Utc::now();
+    let gathered = (|| {
+        let peers = store.peer_list()?.map(|l| l.peers).unwrap_or_default();
+        let roster = store.roster()?;
+        let latest = store.latest_results()?;
+        let mut uptimes = Vec::new();
+        for name in ["1h", "24h", "7d"] {
+            let w = window(name).expect("a known window");
+            uptimes.push((name, w.collect(store, now, None, false)?));
+        }
+        Ok::<_, crate::store::StoreError>((peers, roster, latest, uptimes))
+    })();
+    let (peers, roster, latest, uptimes) = match gathered {
+        Ok(g) => g,
         Err(e) => return internal(e),
     };
-    let now = Utc::now();
-    let mut items = Vec::with_capacity(peers.len());
-    for peer in &peers {
-        let latest = match store.latest_result(&peer.id) {
-            Ok(l) => l,
-            Err(e) => return internal(e),
-        };
-        let history = match store.history(&peer.id, now - chrono::Duration::days(7), now) {
-            Ok(h) => h,
-            Err(e) => return internal(e),
-        };
-        items.push(node_item(peer, latest.as_ref(), &history, now));
-    }
+    let items: Vec<Value> = peers
+        .iter()
+        .map(|peer| {
+            let latest = latest.get(&peer.id);
+            let slot = roster.get(&peer.id);
+            let uptime: serde_json::Map<String, Value> = uptimes
+                .iter()
+                .map(|(name, per_slot)| {
+                    let pct = slot
+                        .and_then(|s| per_slot.get(s))
+                        .and_then(|points| uptime_pct(&merged(points.values())));
+                    ((*name).to_string(), json!(pct))
+                })
+                .collect();
+            json!({
+                "id": peer.id,
+                "name": peer.name,
+                "host": peer.host,
+                "port": peer.port,
+                "protocol": peer.protocol,
+                "network_name": peer.network_name,
+                "up": latest.map(|r| r.up),
+                "rtt_ms": latest.and_then(|r| r.rtt_us).map(crate::jobs::ms),
+                "error_kind": latest.and_then(|r| r.error_kind),
+                "last_checked_at": latest.map(|r| rfc3339(r.checked_at)),
+                "uptime": uptime,
+            })
+        })
+        .collect();
     ok(json!({"total": items.len(), "items": items}))
 }
 
@@ -264,94 +352,50 @@ struct WindowQuery {
     window: Option<String>,
 }
 
-/// Window name → (length, series bucket).
-fn window(name: &str) -> Option<(chrono::Duration, chrono::Duration)> {
-    Some(match name {
-        "1h" => (chrono::Duration::hours(1), chrono::Duration::minutes(1)),
-        "24h" => (chrono::Duration::hours(24), chrono::Duration::minutes(15)),
-        "7d" => (chrono::Duration::days(7), chrono::Duration::hours(2)),
-        "30d" => (chrono::Duration::days(30), chrono::Duration::hours(6)),
-        _ => return None,
-    })
-}
-
-/// Checks, up, loss, uptime and RTT figures over `samples`.
-pub fn stats(samples: &[Sample]) -> Value {
-    let checks = samples.len();
-    let up = samples.iter().filter(|s| s.up).count();
-    let mut rtts: Vec<u64> = samples
-        .iter()
-        .filter(|s| s.up)
-        .filter_map(|s| s.rtt_us)
-        .collect();
-    rtts.sort_unstable();
-    let rtt = if rtts.is_empty() {
-        json!({"min": null, "avg": null, "p95": null, "max": null})
-    } else {
-        // Nearest-rank p95.
-        let rank = ((rtts.len() as f64) * 0.95).ceil() as usize;
-        let p95 = rtts[rank.clamp(1, rtts.len()) - 1];
-        let avg = rtts.iter().sum::<u64>() / rtts.len() as u64;
-        json!({
-            "min": crate::jobs::ms(rtts[0]),
-            "avg": crate::jobs::ms(avg),
-            "p95": crate::jobs::ms(p95),
-            "max": crate::jobs::ms(rtts[rtts.len() - 1]),
-        })
-    };
-    json!({
-        "checks": checks,
-        "up": up,
-        "loss_pct": (checks > 0).then(|| round2((checks - up) as f64 * 100.0 / checks as f64)),
-        "uptime_pct": (checks > 0).then(|| round2(up as f64 * 100.0 / checks as f64)),
-        "rtt_ms": rtt,
-    })
-}
-
 async fn node_health(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Response {
     let name = q.window.as_deref().unwrap_or("1h");
-    let Some((length, bucket)) = window(name) else {
+    let Some(w) = window(name) else {
         return error(
             StatusCode::BAD_REQUEST,
             "window must be one of 1h, 24h, 7d, 30d",
         );
     };
     let store = &s.runner.context().store;
-    let known = match store.peer_list() {
-        Ok(l) => l.is_some_and(|l| l.peers.iter().any(|p| p.id == id)),
+    // Peers that left the list keep their slot, and so their history, until it ages out.
+    let slot = match store.slot(&id) {
+        Ok(Some(slot)) => slot,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no node with this id"),
         Err(e) => return internal(e),
     };
     let now = Utc::now();
-    let samples = match store.history(&id, now - length, now + chrono::Duration::seconds(1)) {
-        Ok(h) => h,
+    let points = match w.collect(store, now, Some(slot), true) {
+        Ok(mut per_slot) => per_slot.remove(&slot).unwrap_or_default(),
         Err(e) => return internal(e),
     };
-    if !known && samples.is_empty() {
-        return error(StatusCode::NOT_FOUND, "no node with this id");
-    }
-    let mut series: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
-    let step = bucket.num_milliseconds();
-    for s in &samples {
-        let key = s.at.timestamp_millis().div_euclid(step) * step;
-        series.entry(key).or_default().push(*s);
-    }
-    let series: Vec<Value> = series
-        .into_iter()
-        .map(|(start, bucket)| {
-            let st = stats(&bucket);
+    let series: Vec<Value> = points
+        .iter()
+        .map(|(start, b)| {
             json!({
-                "at": rfc3339(crate::store::from_millis(start)),
-                "checks": st["checks"],
-                "up": st["up"],
-                "rtt_ms": st["rtt_ms"]["avg"],
+                "at": rfc3339(crate::store::from_millis(*start)),
+                "checks": b.checks,
+                "up": b.up,
+                "uptime_pct": uptime_pct(b),
+                "rtt_ms": b.avg_rtt_us().map(crate::jobs::ms),
             })
         })
         .collect();
-    ok(json!({"id": id, "window": name, "stats": stats(&samples), "series": series}))
+    ok(json!({
+        "id": id,
+        "window": name,
+        "from": rfc3339(w.start(now)),
+        "step_s": w.step.num_seconds(),
+        "stats": stats(&merged(points.values())),
+        "series": series,
+    }))
 }
 
 async fn jobs(State(s): State<ApiState>) -> Response {
@@ -455,15 +499,18 @@ fn label(value: &str) -> String {
 async fn metrics(State(s): State<ApiState>) -> Response {
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let peers = match store.peer_list() {
-        Ok(l) => l.map(|l| l.peers).unwrap_or_default(),
+    let (peers, latest) = match store
+        .peer_list()
+        .and_then(|l| Ok((l, store.latest_results()?)))
+    {
+        Ok((l, latest)) => (l.map(|l| l.peers).unwrap_or_default(), latest),
         Err(e) => return internal(e),
     };
     let region = label(ctx.settings.region.as_deref().unwrap_or(""));
     let mut up = String::new();
     let mut rtt = String::new();
     for peer in &peers {
-        let Ok(Some(latest)) = store.latest_result(&peer.id) else {
+        let Some(latest) = latest.get(&peer.id) else {
             continue;
         };
         let labels = format!(
@@ -525,15 +572,15 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
-/// 24 cells, one per hour (oldest first), coloured by that hour's uptime; a title says it.
-fn uptime_bar(history: &[Sample], now: DateTime<Utc>) -> String {
+/// 24 cells, one per clock hour (oldest first, the current hour last), coloured by that
+/// hour's uptime; a title says it.
+fn uptime_bar(hours: Option<&BTreeMap<i64, Bucket>>, now: DateTime<Utc>) -> String {
     let mut out = String::new();
+    let this_hour = Level::Hour.floor(now.timestamp_millis());
     for h in (0..24).rev() {
-        let from = now - chrono::Duration::hours(h + 1);
-        let to = now - chrono::Duration::hours(h);
-        let start = history.partition_point(|s| s.at < from);
-        let end = history.partition_point(|s| s.at < to);
-        let (class, title) = match uptime_pct(&history[start..end]) {
+        let start = this_hour - h * Level::Hour.span_ms();
+        let bucket = hours.and_then(|m| m.get(&start));
+        let (class, title) = match bucket.and_then(uptime_pct) {
             None => ("none", "no checks".to_string()),
             Some(p) if p >= 99.0 => ("good", format!("{p:.1} %")),
             Some(p) if p >= 90.0 => ("some", format!("{p:.1} %")),
@@ -541,8 +588,8 @@ fn uptime_bar(history: &[Sample], now: DateTime<Utc>) -> String {
         };
         let _ = write!(
             out,
-            "<i class=\"{class}\" title=\"{h}–{} h ago: {title}\"></i>",
-            h + 1
+            "<i class=\"{class}\" title=\"{} UTC: {title}\"></i>",
+            crate::store::from_millis(start).format("%H:00")
         );
     }
     out
@@ -557,18 +604,26 @@ fn html_escape(s: &str) -> String {
 
 async fn status_page(State(s): State<ApiState>) -> Response {
     let store = &s.runner.context().store;
-    let peers = match store.peer_list() {
-        Ok(l) => l.map(|l| l.peers).unwrap_or_default(),
+    let now = Utc::now();
+    let day = window("24h").expect("a known window");
+    let gathered = (|| {
+        let peers = store.peer_list()?.map(|l| l.peers).unwrap_or_default();
+        Ok::<_, crate::store::StoreError>((
+            peers,
+            store.roster()?,
+            store.latest_results()?,
+            day.collect(store, now, None, true)?,
+        ))
+    })();
+    let (peers, roster, latest, hours) = match gathered {
+        Ok(g) => g,
         Err(e) => return internal(e),
     };
-    let now = Utc::now();
     let mut rows = String::new();
     let mut up_count = 0;
     for peer in &peers {
-        let latest = store.latest_result(&peer.id).ok().flatten();
-        let history = store
-            .history(&peer.id, now - chrono::Duration::hours(24), now)
-            .unwrap_or_default();
+        let latest = latest.get(&peer.id);
+        let hours = roster.get(&peer.id).and_then(|slot| hours.get(slot));
         let (state, class) = match &latest {
             Some(r) if r.up => {
                 up_count += 1;
@@ -591,10 +646,11 @@ async fn status_page(State(s): State<ApiState>) -> Response {
                 .and_then(|r| r.rtt_us)
                 .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
                 .unwrap_or_else(|| "–".into()),
-            uptime_pct(&history)
+            hours
+                .and_then(|h| uptime_pct(&merged(h.values())))
                 .map(|p| format!("{p:.1} %"))
                 .unwrap_or_else(|| "–".into()),
-            uptime_bar(&history, now),
+            uptime_bar(hours, now),
             latest
                 .as_ref()
                 .and_then(|r| r.error_kind)
@@ -643,50 +699,68 @@ async fn status_page(State(s): State<ApiState>) -> Response {
 mod tests {
     use super::*;
 
-    fn sample(up: bool, rtt_us: Option<u64>) -> Sample {
-        Sample {
-            at: Utc::now(),
-            up,
-            rtt_us,
-            error_kind: None,
+    /// 19 up checks of 1..=19 ms, one of 100 ms, two down: split over two buckets, as rows
+    /// of two minutes would be.
+    fn fixture() -> (Bucket, Bucket) {
+        let (mut a, mut b) = (Bucket::default(), Bucket::default());
+        for i in 1..=19u64 {
+            if i % 2 == 0 { &mut a } else { &mut b }.add(true, Some(i * 1000));
         }
+        a.add(true, Some(100_000));
+        a.add(false, None);
+        b.add(false, None);
+        (a, b)
     }
 
     #[test]
     fn stats_match_hand_computed_figures() {
-        let mut samples: Vec<Sample> = (1..=19).map(|i| sample(true, Some(i * 1000))).collect();
-        samples.push(sample(true, Some(100_000)));
-        samples.push(sample(false, None));
-        samples.push(sample(false, None));
-        let s = stats(&samples);
+        let (a, b) = fixture();
+        let s = stats(&merged([&a, &b]));
         assert_eq!(s["checks"], 22);
         assert_eq!(s["up"], 20);
+        // 2 of 22 down
         assert_eq!(s["loss_pct"], 9.09);
         assert_eq!(s["uptime_pct"], 90.91);
         assert_eq!(s["rtt_ms"]["min"], 1.0);
         assert_eq!(s["rtt_ms"]["max"], 100.0);
-        // nearest rank: ceil(0.95 * 20) = 19th smallest = 19 ms
-        assert_eq!(s["rtt_ms"]["p95"], 19.0);
         // (1+..+19 + 100) / 20 = 14.5 ms
         assert_eq!(s["rtt_ms"]["avg"], 14.5);
-        let empty = stats(&[]);
+        // nearest rank: ceil(0.95 * 20) = 19th smallest = 19 ms; the histogram keeps it to 2 %
+        let p95 = s["rtt_ms"]["p95"].as_f64().unwrap();
+        assert!((p95 - 19.0).abs() <= 19.0 * 0.02, "p95 {p95}");
+        // Only the down checks: loss 100 %, no RTT at all.
+        let mut down = Bucket::default();
+        down.add(false, None);
+        let s = stats(&down);
+        assert_eq!(
+            (s["loss_pct"].as_f64(), s["uptime_pct"].as_f64()),
+            (Some(100.0), Some(0.0))
+        );
+        assert!(s["rtt_ms"]["min"].is_null() && s["rtt_ms"]["p95"].is_null());
+        // An empty window: no checks, and every figure null rather than 0.
+        let empty = stats(&Bucket::default());
         assert_eq!(empty["checks"], 0);
-        assert!(empty["uptime_pct"].is_null());
-        assert!(empty["rtt_ms"]["p95"].is_null());
+        assert!(empty["uptime_pct"].is_null() && empty["loss_pct"].is_null());
+        assert!(empty["rtt_ms"]["avg"].is_null() && empty["rtt_ms"]["max"].is_null());
     }
 
     #[test]
-    fn the_uptime_bar_has_an_hour_per_cell_oldest_first() {
+    fn the_uptime_bar_has_a_clock_hour_per_cell_oldest_first() {
         let now = Utc::now();
-        let at = |mins: i64, up: bool| Sample {
-            at: now - chrono::Duration::minutes(mins),
-            up,
-            rtt_us: None,
-            error_kind: None,
+        let hour = |ago: i64| Level::Hour.floor(now.timestamp_millis()) - ago * 3_600_000;
+        let bucket = |up: u64, down: u64| {
+            let mut b = Bucket::default();
+            (0..up).for_each(|_| b.add(true, Some(1000)));
+            (0..down).for_each(|_| b.add(false, None));
+            b
         };
-        // Last hour all up; 3–4 hours ago half down; nothing else.
-        let history = vec![at(200, true), at(190, false), at(30, true), at(10, true)];
-        let bar = uptime_bar(&history, now);
+        // This hour all up; three hours ago half down; 30 hours ago (off the bar) down.
+        let hours = BTreeMap::from([
+            (hour(0), bucket(10, 0)),
+            (hour(3), bucket(5, 5)),
+            (hour(30), bucket(0, 5)),
+        ]);
+        let bar = uptime_bar(Some(&hours), now);
         let cells: Vec<&str> = bar
             .split("<i class=\"")
             .skip(1)
@@ -696,6 +770,163 @@ mod tests {
         assert_eq!(cells[23], "good");
         assert_eq!(cells[20], "bad");
         assert_eq!(cells.iter().filter(|c| **c == "none").count(), 22);
+        assert!(bar.contains("50.0 %"), "{bar}");
+        assert_eq!(uptime_bar(None, now).matches("none").count(), 24);
+    }
+
+    /// The windows of a real store behind a real server, against figures worked out by hand.
+    #[tokio::test]
+    async fn windows_over_every_level_match_hand_computed_figures() {
+        use crate::config::{EmptyEnv, Options, Settings};
+        use crate::model::{ListSource, Peer, PeerList, ProbeResult, SweepSummary};
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Options::default()
+        };
+        let settings = std::sync::Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
+        let store = crate::store::Store::open(dir.path(), "test").unwrap();
+        let peer = |id: &str| Peer {
+            id: id.into(),
+            name: id.into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            protocol: "tcp".into(),
+            network_name: "n".into(),
+            network_secret: None,
+            backend_status: None,
+        };
+        let now = Utc::now();
+        store
+            .replace_peer_list(&PeerList {
+                fetched_at: now,
+                source: ListSource::File,
+                peers: vec![peer("p"), peer("q"), peer("idle")],
+            })
+            .unwrap();
+        let check = |at, rtt_ms: Option<u64>| ProbeResult {
+            up: rtt_ms.is_some(),
+            rtt_us: rtt_ms.map(|ms| ms * 1000),
+            error_kind: None,
+            error: None,
+            checked_at: at,
+        };
+        let m = chrono::Duration::minutes;
+        // (minutes ago, p's RTT, q's RTT); None is a down check.
+        let sweeps = [
+            (20 * 24 * 60, None, None),
+            (3 * 24 * 60, Some(80), None),
+            (3 * 60, Some(40), None),
+            (30, Some(10), None),
+            (20, Some(20), Some(5)),
+            (10, None, Some(5)),
+        ];
+        for (ago, p, q) in sweeps {
+            let at = now - m(ago);
+            let results = vec![
+                ("p".to_string(), check(at, p)),
+                ("q".to_string(), check(at, q)),
+            ];
+            let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+            store.record_sweep(&results, &summary).unwrap();
+        }
+        // Everything rolled up into minutes, hours and days, and pruned by the defaults.
+        store.maintain(now, &settings.retention).unwrap();
+
+        let state = ApiState {
+            runner: Runner::new(crate::jobs::JobContext::new(store, settings)),
+            scheduler: None,
+            started: Instant::now(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(listener, state, async {
+            let _ = stopped.await;
+        }));
+        let get = |path: String| async move {
+            let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap()["data"].clone(),
+            )
+        };
+
+        // p: (window, checks, up, loss %, uptime %, min, avg, p95, max)
+        let expected = [
+            ("1h", 3, 2, 33.33, 66.67, 10.0, 15.0, 20.0, 20.0),
+            ("24h", 4, 3, 25.0, 75.0, 10.0, 23.333, 40.0, 40.0),
+            ("7d", 5, 4, 20.0, 80.0, 10.0, 37.5, 80.0, 80.0),
+            ("30d", 6, 4, 33.33, 66.67, 10.0, 37.5, 80.0, 80.0),
+        ];
+        for (w, checks, up, loss, uptime, min, avg, p95, max) in expected {
+            let (code, d) = get(format!("/api/nodes/p/health?window={w}")).await;
+            assert_eq!(code, 200, "{w}");
+            let st = &d["stats"];
+            assert_eq!(
+                (st["checks"].as_u64(), st["up"].as_u64()),
+                (Some(checks), Some(up)),
+                "{w}: {d}"
+            );
+            assert_eq!(
+                (st["loss_pct"].as_f64(), st["uptime_pct"].as_f64()),
+                (Some(loss), Some(uptime)),
+                "{w}"
+            );
+            let rtt = |k: &str| st["rtt_ms"][k].as_f64().unwrap();
+            assert_eq!((rtt("min"), rtt("max")), (min, max), "{w}");
+            assert!((rtt("avg") - avg).abs() < 0.001, "{w}: {}", rtt("avg"));
+            assert!(
+                (rtt("p95") - p95).abs() <= p95 * 0.02,
+                "{w}: {}",
+                rtt("p95")
+            );
+            let series = d["series"].as_array().unwrap();
+            let in_series: u64 = series.iter().map(|p| p["checks"].as_u64().unwrap()).sum();
+            assert_eq!(in_series, checks, "{w}: the series adds up to the stats");
+        }
+        // q: all its RTTs are 5 ms, so the p95 is exact.
+        let (_, d) = get("/api/nodes/q/health?window=1h".into()).await;
+        assert_eq!(
+            d["stats"]["rtt_ms"],
+            json!({"min": 5.0, "avg": 5.0, "p95": 5.0, "max": 5.0})
+        );
+        assert_eq!(d["stats"]["loss_pct"], 33.33);
+        // A listed peer never checked: empty windows, nulls rather than zeros.
+        let (code, d) = get("/api/nodes/idle/health?window=30d".into()).await;
+        assert_eq!(code, 200);
+        assert_eq!(d["stats"]["checks"], 0);
+        assert!(d["stats"]["uptime_pct"].is_null() && d["stats"]["rtt_ms"]["p95"].is_null());
+        assert_eq!(d["series"], json!([]));
+        let (code, _) = get("/api/nodes/nobody/health".into()).await;
+        assert_eq!(code, 404);
+
+        let (_, d) = get("/api/nodes".into()).await;
+        let item = |id: &str| {
+            d["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            item("p")["uptime"],
+            json!({"1h": 66.67, "24h": 75.0, "7d": 80.0})
+        );
+        assert_eq!(item("q")["uptime"]["24h"], 50.0);
+        assert_eq!(item("p")["up"], false);
+        assert_eq!(item("q")["rtt_ms"], 5.0);
+        assert_eq!(
+            item("idle")["uptime"],
+            json!({"1h": null, "24h": null, "7d": null})
+        );
+        assert!(item("idle")["up"].is_null());
+
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[test]

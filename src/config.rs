@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::history::Retention;
 use crate::jobs::JobName;
 
 /// A value that must never be printed: `Debug` and `Display` show `<redacted>`.
@@ -141,9 +142,29 @@ pub struct Options {
     #[arg(long, global = true, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
-    /// How long raw probe history is kept, e.g. "24h", "7d" [default: 24h]
+    /// How long raw probe checks are kept, e.g. "1h", "2d" [default: 1h]
     #[arg(long, global = true, env = "HISTORY_RETENTION")]
     pub history_retention: Option<String>,
+
+    /// How long per-minute history buckets are kept [default: 2h]
+    #[arg(long, global = true, env = "HISTORY_MINUTE_RETENTION")]
+    pub history_minute_retention: Option<String>,
+
+    /// How long per-hour history buckets are kept [default: 170h]
+    #[arg(long, global = true, env = "HISTORY_HOUR_RETENTION")]
+    pub history_hour_retention: Option<String>,
+
+    /// How long per-day history buckets are kept [default: 400d]
+    #[arg(long, global = true, env = "HISTORY_DAY_RETENTION")]
+    pub history_day_retention: Option<String>,
+
+    /// Job runs kept per job, newest first [default: 1000]
+    #[arg(long, global = true, env = "RUNS_KEEP")]
+    pub runs_keep: Option<String>,
+
+    /// Job runs older than this are deleted (the newest run of a job always stays) [default: 30d]
+    #[arg(long, global = true, env = "RUNS_RETENTION")]
+    pub runs_retention: Option<String>,
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -212,8 +233,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub network_secret: Secret,
     pub admin_token: Option<Secret>,
-    /// Raw probe samples older than this are pruned by the sweep.
-    pub history_retention: Duration,
+    /// How long each level of history and the job runs are kept; the sweep prunes.
+    pub retention: Retention,
     pub probe: ProbeSettings,
 }
 
@@ -269,6 +290,7 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
 impl Settings {
     /// Validates the options and fills in secrets from files and credentials.
     pub fn resolve(options: &Options, env: &dyn Env) -> Result<Self, ConfigError> {
+        let defaults = Retention::default();
         let distributed = options.distributed_mode.unwrap_or(false);
 
         let node_token = secret(
@@ -377,7 +399,39 @@ impl Settings {
             )?
             .unwrap_or_else(|| Secret::new("")),
             admin_token,
-            history_retention: retention(options.history_retention.as_deref())?,
+            retention: Retention {
+                raw: retention(
+                    options.history_retention.as_deref(),
+                    ("HISTORY_RETENTION", "--history-retention"),
+                    defaults.raw,
+                    (10 * 60, 30 * 86_400),
+                )?,
+                minute: retention(
+                    options.history_minute_retention.as_deref(),
+                    ("HISTORY_MINUTE_RETENTION", "--history-minute-retention"),
+                    defaults.minute,
+                    (3600, 90 * 86_400),
+                )?,
+                hour: retention(
+                    options.history_hour_retention.as_deref(),
+                    ("HISTORY_HOUR_RETENTION", "--history-hour-retention"),
+                    defaults.hour,
+                    (86_400, 3 * 365 * 86_400),
+                )?,
+                day: retention(
+                    options.history_day_retention.as_deref(),
+                    ("HISTORY_DAY_RETENTION", "--history-day-retention"),
+                    defaults.day,
+                    (86_400, 20 * 365 * 86_400),
+                )?,
+                runs_keep: runs_keep(options.runs_keep.as_deref(), defaults.runs_keep)?,
+                runs_age: retention(
+                    options.runs_retention.as_deref(),
+                    ("RUNS_RETENTION", "--runs-retention"),
+                    defaults.runs_age,
+                    (3600, 20 * 365 * 86_400),
+                )?,
+            },
             probe: ProbeSettings::default(),
         })
     }
@@ -411,10 +465,15 @@ fn interval(raw: Option<&str>, var: &str, flag: &str) -> Result<Option<Duration>
     }
 }
 
-/// `HISTORY_RETENTION`: from 1 hour to 400 days ("d" is accepted beside ms/s/m/h).
-fn retention(raw: Option<&str>) -> Result<Duration, ConfigError> {
+/// A retention setting: a duration ("d" is accepted beside ms/s/m/h) within `bounds` seconds.
+fn retention(
+    raw: Option<&str>,
+    (var, flag): (&str, &str),
+    default: chrono::Duration,
+    (min, max): (u64, u64),
+) -> Result<chrono::Duration, ConfigError> {
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(Duration::from_secs(24 * 3600));
+        return Ok(default);
     };
     let parsed = match raw.strip_suffix('d') {
         Some(days) => days
@@ -424,9 +483,33 @@ fn retention(raw: Option<&str>) -> Result<Duration, ConfigError> {
         None => parse_duration(raw),
     };
     match parsed {
-        Ok(d) if (3600..=400 * 86_400).contains(&d.as_secs()) => Ok(d),
+        Ok(d) if (min..=max).contains(&d.as_secs()) => {
+            Ok(chrono::Duration::seconds(d.as_secs() as i64))
+        }
         _ => Err(ConfigError(format!(
-            "HISTORY_RETENTION (--history-retention) must be a duration from 1h to 400d, like 24h or 7d, got {raw:?}"
+            "{var} ({flag}) must be a duration from {} to {}, like 36h or 7d, got {raw:?}",
+            human_secs(min),
+            human_secs(max)
+        ))),
+    }
+}
+
+fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{}m", s / 60),
+    }
+}
+
+fn runs_keep(raw: Option<&str>, default: usize) -> Result<usize, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(default);
+    };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "RUNS_KEEP (--runs-keep) must be a whole number from 1 to 1000000, got {raw:?}"
         ))),
     }
 }
@@ -600,16 +683,49 @@ mod tests {
     }
 
     #[test]
-    fn history_retention_defaults_and_bounds() {
+    fn retentions_default_parse_and_bound() {
         let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
-        assert_eq!(s.history_retention, Duration::from_secs(24 * 3600));
-        let s =
-            Settings::resolve(&parse(&["--history-retention", "7d"]).options, &env(&[])).unwrap();
-        assert_eq!(s.history_retention, Duration::from_secs(7 * 86_400));
-        for bad in ["30m", "500d", "soon", "d"] {
-            let err = Settings::resolve(&parse(&["--history-retention", bad]).options, &env(&[]))
-                .unwrap_err();
-            assert!(err.0.contains("HISTORY_RETENTION"), "{bad}: {err}");
+        assert_eq!(s.retention, Retention::default());
+        let s = Settings::resolve(
+            &parse(&[
+                "--history-retention",
+                "2h",
+                "--history-minute-retention",
+                "3d",
+                "--history-hour-retention",
+                "40d",
+                "--history-day-retention",
+                "3650d",
+                "--runs-keep",
+                "10",
+                "--runs-retention",
+                "36h",
+            ])
+            .options,
+            &env(&[]),
+        )
+        .unwrap();
+        let r = s.retention;
+        assert_eq!(r.raw, chrono::Duration::hours(2));
+        assert_eq!(r.minute, chrono::Duration::days(3));
+        assert_eq!(r.hour, chrono::Duration::days(40));
+        assert_eq!(r.day, chrono::Duration::days(3650));
+        assert_eq!((r.runs_keep, r.runs_age), (10, chrono::Duration::hours(36)));
+        for (flag, var, bad) in [
+            ("--history-retention", "HISTORY_RETENTION", "5m"),
+            ("--history-retention", "HISTORY_RETENTION", "31d"),
+            (
+                "--history-minute-retention",
+                "HISTORY_MINUTE_RETENTION",
+                "soon",
+            ),
+            ("--history-hour-retention", "HISTORY_HOUR_RETENTION", "d"),
+            ("--history-day-retention", "HISTORY_DAY_RETENTION", "1h"),
+            ("--runs-keep", "RUNS_KEEP", "0"),
+            ("--runs-retention", "RUNS_RETENTION", "1x"),
+        ] {
+            let err = Settings::resolve(&parse(&[flag, bad]).options, &env(&[])).unwrap_err();
+            assert!(err.0.contains(var), "{var}={bad}: {err}");
         }
     }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod history;
 pub mod jobs;
 pub mod localnet;
 pub mod logging;

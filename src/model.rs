@@ -188,6 +188,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind; the store keeps a kind as its index here, so only append.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Timeout,
+        ErrorKind::ConnectRefused,
+        ErrorKind::Dns,
+        ErrorKind::HandshakeRejected,
+        ErrorKind::ProtocolError,
+        ErrorKind::UnsupportedProtocol,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
@@ -212,7 +222,7 @@ pub struct ProbeResult {
     pub checked_at: DateTime<Utc>,
 }
 
-/// One history sample of a peer.
+/// One history sample of a peer, as schema 1 stored it (read only by the migration).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub at: DateTime<Utc>,

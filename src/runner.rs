@@ -141,6 +141,13 @@ impl Runner {
             }
         }
         store.put_run(&run)?;
+        // Bounded job-run history: every so often, this job's oldest runs go.
+        if run.id % 50 == 0 {
+            if let Err(e) = store.prune_runs(job.as_str(), Utc::now(), &self.ctx.settings.retention)
+            {
+                tracing::warn!(job = %job, "pruning old runs failed: {e}");
+            }
+        }
         store.flush().await?;
         self.count(job, run.outcome);
         Ok(run)

@@ -1,11 +1,14 @@
 //! The store: one sled database in the data directory. The only module that uses sled.
 //!
-//! Layout (trees): `meta` (schema version, latest sweep, pending report), `peers` (the peer
-//! list under one key, so it is replaced atomically), `latest` (peer id → latest result),
-//! `history` (peer id + timestamp → sample), `runs` (job + run id → run record).
+//! Layout (trees): `meta` (schema version, latest sweep, pending report, roll-up frontiers),
+//! `peers` (the peer list and its roster, each under one key so they are replaced atomically),
+//! `slots` (peer id → its slot in history rows), `raw`, `minute` (history rows, see
+//! src/history.rs), `runs` (job + run id → run record). A second database,
+//! `<data-dir>/archive`, holds the long-lived history: `hour`, `day` and their frontiers (`meta`).
 //! One process at a time holds the store: an exclusive `flock` on `<data-dir>/lock`, with the
 //! holder described in `<data-dir>/owner`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -16,16 +19,18 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use crate::history::{chunk_of, parse_row_key, row_key, slot_of, Bucket, Check, Level, Retention};
 use crate::model::{JobRun, Outcome, PeerList, ProbeResult, Sample, SweepSummary};
 
-/// The schema this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes and reads. Version 1 (per-peer history) is migrated on open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The longest a flush may take before the store counts as stalled.
 pub const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Job runs kept per job; older ones are pruned.
-const RUNS_KEPT_PER_JOB: usize = 2000;
+/// A stored run keeps at most this many per-peer results (the down ones); the full list is in
+/// the history and in what the run returned.
+pub const STORED_RESULTS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,10 +88,16 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     db: sled::Db,
+    /// `<data-dir>/archive`: the long-lived history (hour and day rows, their frontiers).
+    archive: sled::Db,
+    archive_meta: sled::Tree,
     meta: sled::Tree,
     peers: sled::Tree,
-    latest: sled::Tree,
-    history: sled::Tree,
+    slots: sled::Tree,
+    raw: sled::Tree,
+    minute: sled::Tree,
+    hour: sled::Tree,
+    day: sled::Tree,
     runs: sled::Tree,
     // Held for the lifetime of the store: the flock is released when this closes.
     _lock: File,
@@ -106,6 +117,37 @@ const SCHEMA_MARKER: &str = "schema";
 const KEY_SWEEP: &[u8] = b"last_sweep";
 const KEY_PENDING: &[u8] = b"pending_report";
 const KEY_PEERS: &[u8] = b"current";
+const KEY_ROSTER: &[u8] = b"roster";
+const KEY_NEXT_SLOT: &[u8] = b"next_slot";
+
+fn frontier_key(level: Level) -> Vec<u8> {
+    format!("rolled_up_to/{}", level.as_str()).into_bytes()
+}
+
+/// A peer's place in the history rows, kept while it has history.
+#[derive(Debug, Serialize, Deserialize)]
+struct SlotEntry {
+    slot: u32,
+    /// When the peer left the list; its slot is forgotten once its history has aged out.
+    removed_ms: Option<i64>,
+}
+
+/// What one [`Store::maintain`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Maintenance {
+    /// Buckets (rows) made, all levels.
+    pub rolled_up: usize,
+    /// Rows deleted past their retention, all levels.
+    pub pruned: usize,
+    /// Damaged chunks left out of a roll-up.
+    pub skipped: usize,
+}
+
+/// One entry of a history row.
+enum Entry {
+    Check(Check),
+    Bucket(Bucket),
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, as `command` (shown to whoever finds it busy).
@@ -163,6 +205,7 @@ impl Store {
             .open()
             .map_err(db_err)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
+        let mut migrate_from = None;
         match meta.get(KEY_SCHEMA).map_err(db_err)? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
@@ -175,6 +218,9 @@ impl Store {
                         path: db_path,
                         found,
                     });
+                }
+                if found < SCHEMA_VERSION {
+                    migrate_from = Some(found);
                 }
             }
             None => {
@@ -201,20 +247,177 @@ impl Store {
             std::fs::write(dir.join(SCHEMA_MARKER), format!("{SCHEMA_VERSION}\n"))
                 .map_err(open_err)?;
         }
+        // Hour and day rows live for days: in the main database they would pin its log
+        // segments, full of short-lived raw checks, for as long. Apart, both stay small.
+        let archive_path = dir.join("archive");
+        let archive = sled::Config::new()
+            .path(&archive_path)
+            .cache_capacity(4 * 1024 * 1024)
+            .open()
+            .map_err(|source| StoreError::Db {
+                path: archive_path.clone(),
+                source,
+            })?;
+        let archive_err = |source| StoreError::Db {
+            path: archive_path.clone(),
+            source,
+        };
         let store = Store {
             inner: std::sync::Arc::new(Inner {
+                archive_meta: archive.open_tree("meta").map_err(archive_err)?,
+                hour: archive.open_tree("hour").map_err(archive_err)?,
+                day: archive.open_tree("day").map_err(archive_err)?,
+                archive,
                 meta,
                 peers: db.open_tree("peers").map_err(db_err)?,
-                latest: db.open_tree("latest").map_err(db_err)?,
-                history: db.open_tree("history").map_err(db_err)?,
+                slots: db.open_tree("slots").map_err(db_err)?,
+                raw: db.open_tree("raw").map_err(db_err)?,
+                minute: db.open_tree("minute").map_err(db_err)?,
                 runs: db.open_tree("runs").map_err(db_err)?,
                 db,
                 path: dir.to_path_buf(),
                 _lock: lock,
             }),
         };
+        if migrate_from == Some(1) {
+            store.migrate_from_v1()?;
+        }
         store.mark_interrupted()?;
         Ok(store)
+    }
+
+    /// Version 1 kept each peer's samples under its id (`history`) and its latest result
+    /// (`latest`). They become slots, per-minute rows and one raw row; then the old trees go.
+    /// Safe to repeat: a crash part way leaves version 1 on disk, and the next open starts over.
+    fn migrate_from_v1(&self) -> Result<(), StoreError> {
+        let db = &self.inner.db;
+        let history = db.open_tree("history").map_err(|e| self.err(e))?;
+        let latest = db.open_tree("latest").map_err(|e| self.err(e))?;
+        if let Some(list) = self.peer_list()? {
+            self.replace_peer_list(&list)?;
+        }
+        let mut slots: BTreeMap<u32, String> = self
+            .roster()?
+            .into_iter()
+            .map(|(id, slot)| (slot, id))
+            .collect();
+        // Peers with history that are no longer listed keep it, as peers that left.
+        let mut next = self.next_slot()?;
+        let mut key = Vec::new();
+        loop {
+            let item = match history.range(key.clone()..).next() {
+                Some(item) => item.map_err(|e| self.err(e))?,
+                None => break,
+            };
+            let k = item.0;
+            let Some(id) = k
+                .get(..2)
+                .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                .and_then(|len| k.get(2..2 + len))
+                .and_then(|id| std::str::from_utf8(id).ok())
+            else {
+                break;
+            };
+            if self.slot(id)?.is_none() {
+                let entry = SlotEntry {
+                    slot: next,
+                    removed_ms: Some(Utc::now().timestamp_millis()),
+                };
+                self.inner
+                    .slots
+                    .insert(id.as_bytes(), encode(&entry, "slot")?)
+                    .map_err(|e| self.err(e))?;
+                slots.insert(next, id.to_string());
+                next += 1;
+            }
+            // On to the next peer's samples.
+            key = history_key(id, DateTime::<Utc>::MAX_UTC);
+        }
+        self.inner
+            .meta
+            .insert(KEY_NEXT_SLOT, &next.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+
+        // Samples → per-minute buckets, a chunk of peers at a time.
+        let mut newest = i64::MIN;
+        let mut by_chunk: BTreeMap<u32, Vec<(u8, &String)>> = BTreeMap::new();
+        for (slot, id) in &slots {
+            let (chunk, offset) = chunk_of(Level::Minute, *slot);
+            by_chunk.entry(chunk).or_default().push((offset, id));
+        }
+        for (chunk, peers) in by_chunk {
+            let mut rows: BTreeMap<i64, Vec<(u8, Bucket)>> = BTreeMap::new();
+            for (offset, id) in peers {
+                let from = history_key(id, DateTime::<Utc>::MIN_UTC);
+                let to = history_key(id, DateTime::<Utc>::MAX_UTC);
+                for item in history.range(from..to) {
+                    let (_, v) = item.map_err(|e| self.err(e))?;
+                    let Ok(sample) = serde_json::from_slice::<Sample>(&v) else {
+                        continue;
+                    };
+                    let at = sample.at.timestamp_millis();
+                    newest = newest.max(at);
+                    let row = rows.entry(Level::Minute.floor(at)).or_default();
+                    if row.last().is_none_or(|(o, _)| *o != offset) {
+                        row.push((offset, Bucket::default()));
+                    }
+                    if let Some((_, b)) = row.last_mut() {
+                        b.add(sample.up, sample.rtt_us);
+                    }
+                }
+            }
+            let mut batch = sled::Batch::default();
+            for (minute, entries) in rows {
+                batch.insert(
+                    &row_key(minute, chunk)[..],
+                    encode(&entries, "history row")?,
+                );
+            }
+            self.inner
+                .minute
+                .apply_batch(batch)
+                .map_err(|e| self.err(e))?;
+        }
+
+        // Latest results → one raw row, already counted in the minutes above.
+        let mut results = Vec::new();
+        for item in latest.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let (Ok(id), Ok(r)) = (
+                std::str::from_utf8(&k),
+                serde_json::from_slice::<ProbeResult>(&v),
+            ) {
+                results.push((id.to_string(), r));
+            }
+        }
+        if let Some(at) = results.iter().map(|(_, r)| r.checked_at).max() {
+            newest = newest.max(at.timestamp_millis());
+            let summary = self
+                .last_sweep()?
+                .unwrap_or_else(|| SweepSummary::from_results(at, results.iter().map(|(_, r)| r)));
+            self.record_sweep(&results, &SweepSummary { at, ..summary })?;
+        }
+        if newest > i64::MIN {
+            // Checks of the rest of that minute stay raw only (at most a minute of them).
+            let frontier = Level::Minute.floor(newest) + Level::Minute.span_ms();
+            self.inner
+                .meta
+                .insert(frontier_key(Level::Minute), &frontier.to_be_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        self.inner
+            .meta
+            .insert(KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        db.flush().map_err(|e| self.err(e))?;
+        for old in ["history", "latest"] {
+            db.drop_tree(old).map_err(|e| self.err(e))?;
+        }
+        tracing::info!(
+            peers = slots.len(),
+            "store migrated from schema 1 to {SCHEMA_VERSION}: history is now kept in per-minute buckets"
+        );
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -233,13 +436,18 @@ impl Store {
     /// Bounded: after a write error (a full disk) sled's flush never completes, so waiting
     /// longer than [`FLUSH_BOUND`] is reported as a stalled store instead of hanging.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        match tokio::time::timeout(FLUSH_BOUND, self.inner.db.flush_async()).await {
+        let both = async {
+            self.inner.db.flush_async().await?;
+            self.inner.archive.flush_async().await
+        };
+        match tokio::time::timeout(FLUSH_BOUND, both).await {
             Ok(done) => done.map(|_| ()).map_err(|e| self.err(e)),
             Err(_) => {
                 // sled flushes again when its last handle drops, and that would hang the same
                 // way: one leaked handle keeps it from ever trying, so the process can report the
                 // error and end.
                 std::mem::forget(self.inner.db.clone());
+                std::mem::forget(self.inner.archive.clone());
                 Err(StoreError::Stalled {
                     path: self.inner.path.clone(),
                 })
@@ -253,115 +461,520 @@ impl Store {
         get_json(&self.inner.peers, KEY_PEERS, "peer list").map_err(|e| self.map(e))
     }
 
-    /// Replaces the peer list in one write; the latest results of peers that left are dropped
-    /// (their history stays until it ages out). Returns (added, removed).
+    /// Replaces the peer list and its roster in one transaction. New peers get a slot (a peer
+    /// that comes back gets its old one); peers that left keep theirs while their history
+    /// lasts. Returns (added, removed).
     pub fn replace_peer_list(&self, list: &PeerList) -> Result<(usize, usize), StoreError> {
-        let old: std::collections::HashSet<String> = self
-            .peer_list()?
-            .map(|l| l.peers.into_iter().map(|p| p.id).collect())
-            .unwrap_or_default();
-        let new: std::collections::HashSet<&str> =
-            list.peers.iter().map(|p| p.id.as_str()).collect();
-        let added = new.iter().filter(|id| !old.contains(**id)).count();
-        let removed: Vec<&String> = old.iter().filter(|id| !new.contains(id.as_str())).collect();
-        let bytes = serde_json::to_vec(list).map_err(|e| corrupt("peer list", e))?;
-        (&self.inner.peers, &self.inner.latest)
-            .transaction(|(peers, latest)| {
-                peers.insert(KEY_PEERS, bytes.as_slice())?;
-                for id in &removed {
-                    latest.remove(id.as_bytes())?;
+        let old = self.roster()?;
+        let now = Utc::now().timestamp_millis();
+        let mut next = self.next_slot()?;
+        let mut roster = Vec::with_capacity(list.peers.len());
+        let mut changed: Vec<(String, SlotEntry)> = Vec::new();
+        let mut added = 0;
+        for peer in &list.peers {
+            if let Some(slot) = old.get(&peer.id) {
+                roster.push((peer.id.clone(), *slot));
+                continue;
+            }
+            if roster.iter().any(|(id, _)| *id == peer.id) {
+                continue;
+            }
+            added += 1;
+            let slot = match self.slot(&peer.id)? {
+                Some(slot) => slot,
+                None => {
+                    next += 1;
+                    next - 1
                 }
+            };
+            roster.push((peer.id.clone(), slot));
+            changed.push((
+                peer.id.clone(),
+                SlotEntry {
+                    slot,
+                    removed_ms: None,
+                },
+            ));
+        }
+        let kept: std::collections::HashSet<&str> =
+            roster.iter().map(|(id, _)| id.as_str()).collect();
+        for (id, slot) in &old {
+            if !kept.contains(id.as_str()) {
+                changed.push((
+                    id.clone(),
+                    SlotEntry {
+                        slot: *slot,
+                        removed_ms: Some(now),
+                    },
+                ));
+            }
+        }
+        let removed = changed.len() - added;
+        let changed: Vec<(String, Vec<u8>)> = changed
+            .into_iter()
+            .map(|(id, entry)| Ok((id, encode(&entry, "slot")?)))
+            .collect::<Result<_, StoreError>>()?;
+        let bytes = serde_json::to_vec(list).map_err(|e| corrupt("peer list", e))?;
+        let roster = encode(&roster, "roster")?;
+        (&self.inner.peers, &self.inner.slots, &self.inner.meta)
+            .transaction(|(peers, slots, meta)| {
+                peers.insert(KEY_PEERS, bytes.as_slice())?;
+                peers.insert(KEY_ROSTER, roster.as_slice())?;
+                for (id, entry) in &changed {
+                    slots.insert(id.as_bytes(), entry.as_slice())?;
+                }
+                meta.insert(KEY_NEXT_SLOT, &next.to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| self.tx_err(e))?;
-        Ok((added, removed.len()))
+        Ok((added, removed))
     }
 
-    // ---- probe results ----
+    fn next_slot(&self) -> Result<u32, StoreError> {
+        let v = self
+            .inner
+            .meta
+            .get(KEY_NEXT_SLOT)
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map_or(0, u32::from_be_bytes))
+    }
 
-    /// Stores one sweep: every peer's latest result, a history sample each, and the summary,
-    /// all in one transaction.
+    /// Forgets the slots of peers that left before `cutoff` (their history is gone by then).
+    fn forget_slots(&self, cutoff: i64) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.inner.slots.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if decode::<SlotEntry>(&v, "slot")?
+                .removed_ms
+                .is_some_and(|at| at < cutoff)
+            {
+                batch.remove(k);
+                n += 1;
+            }
+        }
+        self.inner
+            .slots
+            .apply_batch(batch)
+            .map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    // ---- probe results and history ----
+
+    /// The current list's peers and their slots (their place in history rows).
+    pub fn roster(&self) -> Result<HashMap<String, u32>, StoreError> {
+        match self.inner.peers.get(KEY_ROSTER).map_err(|e| self.err(e))? {
+            None => Ok(HashMap::new()),
+            Some(v) => Ok(decode::<Vec<(String, u32)>>(&v, "roster")?
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    /// The slot of `id`, also for a peer that has left the list but still has history.
+    pub fn slot(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        match self
+            .inner
+            .slots
+            .get(id.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode::<SlotEntry>(&v, "slot")?.slot)),
+        }
+    }
+
+    /// Stores one sweep as a raw row (every peer's check, which is also its latest result),
+    /// then the summary. Results of ids not in the stored list are not kept.
     pub fn record_sweep(
         &self,
         results: &[(String, ProbeResult)],
         summary: &SweepSummary,
     ) -> Result<(), StoreError> {
-        let mut encoded = Vec::with_capacity(results.len());
-        for (id, r) in results {
-            let sample = Sample {
-                at: r.checked_at,
-                up: r.up,
-                rtt_us: r.rtt_us,
-                error_kind: r.error_kind,
+        let roster: Vec<(String, u32)> = match self.inner.peers.get(KEY_ROSTER) {
+            Ok(Some(v)) => decode(&v, "roster")?,
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(self.err(e)),
+        };
+        // Results come in list order, as the roster is: look ids up only when they differ.
+        let mut by_id: Option<HashMap<&str, u32>> = None;
+        let at = summary.at.timestamp_millis();
+        let mut chunks: BTreeMap<u32, Vec<(u8, Check)>> = BTreeMap::new();
+        for (i, (id, r)) in results.iter().enumerate() {
+            let slot = match roster.get(i) {
+                Some((listed, slot)) if listed == id => Some(*slot),
+                _ => by_id
+                    .get_or_insert_with(|| roster.iter().map(|(id, s)| (id.as_str(), *s)).collect())
+                    .get(id.as_str())
+                    .copied(),
             };
-            encoded.push((
-                id.as_bytes().to_vec(),
-                serde_json::to_vec(r).map_err(|e| corrupt("result", e))?,
-                history_key(id, r.checked_at),
-                serde_json::to_vec(&sample).map_err(|e| corrupt("sample", e))?,
-            ));
+            let Some(slot) = slot else {
+                continue;
+            };
+            let (chunk, offset) = chunk_of(Level::Raw, slot);
+            chunks
+                .entry(chunk)
+                .or_default()
+                .push((offset, Check::from_result(r, at)));
         }
+        let mut row = sled::Batch::default();
+        for (chunk, checks) in &chunks {
+            row.insert(&row_key(at, *chunk)[..], encode(checks, "raw row")?);
+        }
+        // The row is one atomic batch; the summary follows it.
+        self.inner.raw.apply_batch(row).map_err(|e| self.err(e))?;
         let summary = serde_json::to_vec(summary).map_err(|e| corrupt("sweep", e))?;
-        (&self.inner.latest, &self.inner.history, &self.inner.meta)
-            .transaction(|(latest, history, meta)| {
-                for (id, result, hkey, sample) in &encoded {
-                    latest.insert(id.as_slice(), result.as_slice())?;
-                    history.insert(hkey.as_slice(), sample.as_slice())?;
-                }
-                meta.insert(KEY_SWEEP, summary.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| self.tx_err(e))
+        self.inner
+            .meta
+            .insert(KEY_SWEEP, summary)
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
+    /// Time of the newest raw row, the latest sweep that stored results.
+    fn newest_raw_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .inner
+            .raw
+            .last()
+            .map_err(|e| self.err(e))?
+            .and_then(|(k, _)| parse_row_key(&k))
+            .map(|(at, _)| at))
+    }
+
+    /// The latest result of every peer of the current list that has one.
+    pub fn latest_results(&self) -> Result<HashMap<String, ProbeResult>, StoreError> {
+        let Some(at) = self.newest_raw_ms()? else {
+            return Ok(HashMap::new());
+        };
+        let by_slot: HashMap<u32, String> =
+            self.roster()?.into_iter().map(|(id, s)| (s, id)).collect();
+        let mut out = HashMap::new();
+        for item in self.inner.raw.scan_prefix(&row_key(at, 0)[..8]) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some((_, chunk)) = parse_row_key(&k) else {
+                continue;
+            };
+            for (offset, check) in decode::<Vec<(u8, Check)>>(&v, "raw row")? {
+                if let Some(id) = by_slot.get(&slot_of(Level::Raw, chunk, offset)) {
+                    out.insert(id.clone(), check.to_result(at));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest result of one peer of the current list.
     pub fn latest_result(&self, id: &str) -> Result<Option<ProbeResult>, StoreError> {
-        get_json(&self.inner.latest, id.as_bytes(), "latest result").map_err(|e| self.map(e))
+        let (Some(slot), Some(at)) = (self.roster()?.get(id).copied(), self.newest_raw_ms()?)
+        else {
+            return Ok(None);
+        };
+        let (chunk, offset) = chunk_of(Level::Raw, slot);
+        let Some(v) = self
+            .inner
+            .raw
+            .get(row_key(at, chunk))
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(None);
+        };
+        Ok(decode::<Vec<(u8, Check)>>(&v, "raw row")?
+            .into_iter()
+            .find(|(o, _)| *o == offset)
+            .map(|(_, c)| c.to_result(at)))
     }
 
     pub fn last_sweep(&self) -> Result<Option<SweepSummary>, StoreError> {
         get_json(&self.inner.meta, KEY_SWEEP, "last sweep").map_err(|e| self.map(e))
     }
 
-    /// Samples of one peer with `from <= at < to`, oldest first.
-    pub fn history(
+    fn tree(&self, level: Level) -> &sled::Tree {
+        match level {
+            Level::Raw => &self.inner.raw,
+            Level::Minute => &self.inner.minute,
+            Level::Hour => &self.inner.hour,
+            Level::Day => &self.inner.day,
+        }
+    }
+
+    /// Rows of `level` exist up to (not including) this time: everything finer before it has
+    /// been rolled up. `None` before the first roll-up.
+    fn frontier(&self, level: Level) -> Result<Option<i64>, StoreError> {
+        let v = self
+            .frontier_tree(level)
+            .get(frontier_key(level))
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// A level's frontier is kept in the database that holds its rows, so the two are written
+    /// in one log, in order.
+    fn frontier_tree(&self, level: Level) -> &sled::Tree {
+        match level {
+            Level::Hour | Level::Day => &self.inner.archive_meta,
+            Level::Raw | Level::Minute => &self.inner.meta,
+        }
+    }
+
+    /// Rolls finished minutes, hours and days up into their buckets and prunes every level
+    /// past its retention, as of `now`. The sweep calls it after recording; its cost is the rows
+    /// it rolls up or deletes (normally one raw row, and one row per level when a minute,
+    /// hour or day ends), never a scan of what stays.
+    pub fn maintain(
         &self,
-        id: &str,
+        now: DateTime<Utc>,
+        keep: &Retention,
+    ) -> Result<Maintenance, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut done = Maintenance::default();
+        for level in Level::ROLLUPS {
+            done.rolled_up += self.roll_up(level, now_ms, &mut done.skipped)?;
+        }
+        if done.rolled_up > 0 {
+            let day_rolled = self.frontier(Level::Day)?.unwrap_or(i64::MIN);
+            if day_rolled > now_ms - Level::Day.span_ms() && day_rolled <= now_ms {
+                let cutoff = now_ms.saturating_sub(keep.longest().num_milliseconds());
+                self.forget_slots(cutoff)?;
+            }
+        }
+        let newest_raw = self.newest_raw_ms()?;
+        // Raw rows go one a sweep; the other levels can only have a row to prune once a
+        // minute has been rolled up.
+        let levels: &[Level] = if done.rolled_up > 0 {
+            &[Level::Raw, Level::Minute, Level::Hour, Level::Day]
+        } else {
+            &[Level::Raw]
+        };
+        for &level in levels {
+            let mut cutoff = now_ms.saturating_sub(keep.of(level).num_milliseconds());
+            // Nothing goes before the next level has taken it in.
+            if let Some(coarser) = Level::ROLLUPS.iter().find(|l| l.finer() == Some(level)) {
+                cutoff = cutoff.min(self.frontier(*coarser)?.unwrap_or(i64::MIN));
+            }
+            // The newest raw row holds the latest results: it stays.
+            if level == Level::Raw {
+                cutoff = cutoff.min(newest_raw.unwrap_or(i64::MIN));
+            }
+            done.pruned += self.prune_level(level, cutoff)?;
+        }
+        Ok(done)
+    }
+
+    /// Makes the `level` rows for every finished bucket since the level's frontier.
+    fn roll_up(&self, level: Level, now_ms: i64, skipped: &mut usize) -> Result<usize, StoreError> {
+        let Some(finer) = level.finer() else {
+            return Ok(0);
+        };
+        let target = level.floor(now_ms);
+        let from = match self.frontier(level)? {
+            Some(f) => f,
+            None => match self.tree(finer).first().map_err(|e| self.err(e))? {
+                Some((k, _)) => match parse_row_key(&k) {
+                    Some((at, _)) => level.floor(at),
+                    None => target,
+                },
+                None => target,
+            },
+        };
+        if from >= target {
+            return Ok(0);
+        }
+        let mut rows: BTreeMap<i64, BTreeMap<u32, Bucket>> = BTreeMap::new();
+        for item in self.tree(finer).range(row_key(from, 0)..row_key(target, 0)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some((at, chunk)) = parse_row_key(&k) else {
+                *skipped += 1;
+                continue;
+            };
+            let row = rows.entry(level.floor(at)).or_default();
+            // A damaged chunk is already lost; the rest of the history still rolls up.
+            let folded = if finer == Level::Raw {
+                decode::<Vec<(u8, Check)>>(&v, "raw row").map(|checks| {
+                    for (offset, c) in checks {
+                        row.entry(slot_of(Level::Raw, chunk, offset))
+                            .or_default()
+                            .add(c.up, c.rtt_us);
+                    }
+                })
+            } else {
+                decode::<Vec<(u8, Bucket)>>(&v, "history row").map(|buckets| {
+                    for (offset, b) in buckets {
+                        row.entry(slot_of(finer, chunk, offset))
+                            .or_default()
+                            .merge(&b);
+                    }
+                })
+            };
+            if let Err(e) = folded {
+                tracing::warn!(
+                    "history: skipping a damaged {} row chunk: {e}",
+                    finer.as_str()
+                );
+                *skipped += 1;
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let made = rows.len();
+        for (start, buckets) in rows {
+            let mut chunks: BTreeMap<u32, Vec<(u8, Bucket)>> = BTreeMap::new();
+            for (slot, bucket) in buckets {
+                let (chunk, offset) = chunk_of(level, slot);
+                chunks.entry(chunk).or_default().push((offset, bucket));
+            }
+            for (chunk, entries) in chunks {
+                batch.insert(&row_key(start, chunk)[..], encode(&entries, "history row")?);
+            }
+        }
+        // Rows first, then the frontier: after a crash between the two the same rows are
+        // simply made again.
+        self.tree(level)
+            .apply_batch(batch)
+            .map_err(|e| self.err(e))?;
+        self.frontier_tree(level)
+            .insert(frontier_key(level), &target.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(made)
+    }
+
+    /// Deletes the `level` rows older than `cutoff`; returns how many rows went.
+    fn prune_level(&self, level: Level, cutoff: i64) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut rows = std::collections::HashSet::new();
+        for key in self.tree(level).range(..row_key(cutoff, 0)).keys() {
+            let key = key.map_err(|e| self.err(e))?;
+            if let Some((at, _)) = parse_row_key(&key) {
+                rows.insert(at);
+            }
+            batch.remove(key);
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.tree(level)
+            .apply_batch(batch)
+            .map_err(|e| self.err(e))?;
+        Ok(rows.len())
+    }
+
+    /// Folds the history in `[from, to)` into buckets per slot and point in time: `level` rows
+    /// from the start of the bucket holding `from`, then finer rows where `level` has none yet
+    /// (the unfinished hour, minute), down to the raw rows of the last sweeps. A point is the
+    /// start of a `step` (a multiple of the level's span), or with no step one point per slot
+    /// at the window's start. With `only`, just that slot, read chunk by chunk.
+    pub fn collect(
+        &self,
+        level: Level,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Sample>, StoreError> {
-        let mut out = Vec::new();
-        for item in self
-            .inner
-            .history
-            .range(history_key(id, from)..history_key(id, to))
-        {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(serde_json::from_slice(&v).map_err(|e| corrupt("sample", e))?);
+        step: Option<chrono::Duration>,
+        only: Option<u32>,
+    ) -> Result<HashMap<u32, BTreeMap<i64, Bucket>>, StoreError> {
+        let start = level.floor(from.timestamp_millis());
+        let to = to.timestamp_millis();
+        let step = step.map(|s| s.num_milliseconds().max(1));
+        let point = |at: i64| match step {
+            Some(s) => at.div_euclid(s) * s,
+            None => start,
+        };
+        let mut out: HashMap<u32, BTreeMap<i64, Bucket>> = HashMap::new();
+        let mut cursor = start;
+        let mut next = Some(level);
+        while let Some(l) = next {
+            let end = match l {
+                Level::Raw => to,
+                _ => self.frontier(l)?.unwrap_or(i64::MIN).min(to),
+            };
+            if end > cursor {
+                self.read_rows(l, cursor, end, only, |at, slot, entry| {
+                    let bucket = out.entry(slot).or_default().entry(point(at)).or_default();
+                    match entry {
+                        Entry::Check(c) => bucket.add(c.up, c.rtt_us),
+                        Entry::Bucket(b) => bucket.merge(&b),
+                    }
+                })?;
+                cursor = end;
+            }
+            next = l.finer();
         }
         Ok(out)
     }
 
-    /// Deletes samples of `ids` older than `cutoff`. Cost is the number of samples deleted.
-    pub fn prune_history<'a>(
+    /// Calls `f(row time, slot, entry)` for the `level` rows in `[from, to)`.
+    fn read_rows(
         &self,
-        ids: impl IntoIterator<Item = &'a str>,
-        cutoff: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for id in ids {
-            let start = history_key(id, DateTime::<Utc>::MIN_UTC);
-            for item in self.inner.history.range(start..history_key(id, cutoff)) {
-                let (k, _) = item.map_err(|e| self.err(e))?;
-                batch.remove(k);
-                n += 1;
+        level: Level,
+        from: i64,
+        to: i64,
+        only: Option<u32>,
+        mut f: impl FnMut(i64, u32, Entry),
+    ) -> Result<(), StoreError> {
+        let mut visit = |at: i64, chunk: u32, value: &[u8]| -> Result<(), StoreError> {
+            if level == Level::Raw {
+                for (offset, c) in decode::<Vec<(u8, Check)>>(value, "raw row")? {
+                    let slot = slot_of(level, chunk, offset);
+                    if only.is_none_or(|s| s == slot) {
+                        f(at, slot, Entry::Check(c));
+                    }
+                }
+            } else {
+                for (offset, b) in decode::<Vec<(u8, Bucket)>>(value, "history row")? {
+                    let slot = slot_of(level, chunk, offset);
+                    if only.is_none_or(|s| s == slot) {
+                        f(at, slot, Entry::Bucket(b));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let tree = self.tree(level);
+        match only {
+            // One peer of an aligned level: one small read per bucket.
+            Some(slot) if level != Level::Raw => {
+                let (chunk, _) = chunk_of(level, slot);
+                let mut at = from;
+                while at < to {
+                    if let Some(v) = tree.get(row_key(at, chunk)).map_err(|e| self.err(e))? {
+                        visit(at, chunk, &v)?;
+                    }
+                    at += level.span_ms();
+                }
+            }
+            _ => {
+                let wanted = only.map(|s| chunk_of(level, s).0);
+                for item in tree.range(row_key(from, 0)..row_key(to, 0)) {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    let Some((at, chunk)) = parse_row_key(&k) else {
+                        continue;
+                    };
+                    if wanted.is_none_or(|c| c == chunk) {
+                        visit(at, chunk, &v)?;
+                    }
+                }
             }
         }
-        self.inner
-            .history
-            .apply_batch(batch)
-            .map_err(|e| self.err(e))?;
-        Ok(n)
+        Ok(())
+    }
+
+    /// Rows and bytes per level, for the benchmark and `jobs`-style reports.
+    pub fn history_size(&self) -> Vec<(Level, usize, u64)> {
+        [Level::Raw, Level::Minute, Level::Hour, Level::Day]
+            .into_iter()
+            .map(|l| {
+                let mut rows = std::collections::HashSet::new();
+                let mut bytes = 0;
+                for (k, v) in self.tree(l).iter().flatten() {
+                    if let Some((at, _)) = parse_row_key(&k) {
+                        rows.insert(at);
+                    }
+                    bytes += (k.len() + v.len()) as u64;
+                }
+                (l, rows.len(), bytes)
+            })
+            .collect()
     }
 
     // ---- job runs ----
@@ -373,16 +986,17 @@ impl Store {
         Ok(run)
     }
 
-    /// Writes the final record of a run (also used for runs that never started, e.g. skipped).
+    /// Writes the record of a run (also used for runs that never started, e.g. skipped).
+    /// Of a sweep's per-peer results it keeps the down peers, at most [`STORED_RESULTS`], and
+    /// counts the rest in `results_omitted`.
     pub fn put_run(&self, run: &JobRun) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(run).map_err(|e| corrupt("job run", e))?;
+        let mut stored = run.clone();
+        compact_results(&mut stored.summary);
+        let bytes = serde_json::to_vec(&stored).map_err(|e| corrupt("job run", e))?;
         self.inner
             .runs
             .insert(run_key(&run.job, run.id), bytes)
             .map_err(|e| self.err(e))?;
-        if run.outcome != Outcome::Running && run.id % 100 == 0 {
-            self.prune_runs(&run.job)?;
-        }
         Ok(())
     }
 
@@ -422,21 +1036,62 @@ impl Store {
         Ok(None)
     }
 
-    fn prune_runs(&self, job: &str) -> Result<(), StoreError> {
-        let keys: Vec<sled::IVec> = self
+    /// Deletes the runs of `job` beyond the newest `keep.runs_keep` and those started before
+    /// `now - keep.runs_age`; the newest run always stays. Returns how many went.
+    pub fn prune_runs(
+        &self,
+        job: &str,
+        now: DateTime<Utc>,
+        keep: &Retention,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now - keep.runs_age;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        let newest = self
             .inner
             .runs
             .scan_prefix(run_prefix(job))
             .keys()
-            .rev()
-            .skip(RUNS_KEPT_PER_JOB)
-            .collect::<Result<_, _>>()
+            .next_back()
+            .transpose()
             .map_err(|e| self.err(e))?;
-        let mut batch = sled::Batch::default();
-        for k in keys {
+        // Oldest first, while they are past the age.
+        let mut oldest_kept = None;
+        for item in self.inner.runs.scan_prefix(run_prefix(job)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let old = serde_json::from_slice::<JobRun>(&v).map_or(true, |r| r.started_at < cutoff);
+            if !old || Some(&k) == newest.as_ref() {
+                oldest_kept = Some(k);
+                break;
+            }
             batch.remove(k);
+            n += 1;
         }
-        self.inner.runs.apply_batch(batch).map_err(|e| self.err(e))
+        // Then beyond the count.
+        if let Some(from) = oldest_kept {
+            let mut end = run_prefix(job);
+            if let Some(last) = end.last_mut() {
+                *last = 1;
+            }
+            let excess: Vec<sled::IVec> = self
+                .inner
+                .runs
+                .range(from..sled::IVec::from(end))
+                .keys()
+                .rev()
+                .skip(keep.runs_keep.max(1))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            n += excess.len();
+            for k in excess {
+                batch.remove(k);
+            }
+        }
+        self.inner
+            .runs
+            .apply_batch(batch)
+            .map_err(|e| self.err(e))?;
+        Ok(n)
     }
 
     fn mark_interrupted(&self) -> Result<(), StoreError> {
@@ -529,10 +1184,39 @@ fn get_json<T: DeserializeOwned>(
     }
 }
 
+fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|e| StoreError::Corrupt {
+        what: what.into(),
+        detail: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what: what.into(),
+        detail: e.to_string(),
+    })
+}
+
 fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt {
         what: what.into(),
         detail: e.to_string(),
+    }
+}
+
+/// Keeps a stored sweep summary small: down peers' results only, at most [`STORED_RESULTS`].
+fn compact_results(summary: &mut serde_json::Value) {
+    let Some(serde_json::Value::Array(results)) = summary.get_mut("results") else {
+        return;
+    };
+    let total = results.len();
+    results.retain(|r| r.get("up") != Some(&serde_json::Value::Bool(true)));
+    results.truncate(STORED_RESULTS);
+    let omitted = (total - results.len()) as u64;
+    let before = summary["results_omitted"].as_u64().unwrap_or(0);
+    if omitted + before > 0 {
+        summary["results_omitted"] = (omitted + before).into();
     }
 }
 
@@ -652,31 +1336,287 @@ mod tests {
         assert_eq!(ids, ["b", "c"]);
     }
 
+    fn list(ids: &[&str]) -> PeerList {
+        PeerList {
+            fetched_at: Utc::now(),
+            source: ListSource::File,
+            peers: ids.iter().map(|i| peer(i)).collect(),
+        }
+    }
+
+    /// Three hours and a bit of sweeps every 20 s over two peers: `a` up with a varying RTT,
+    /// `b` down every fourth sweep. Returns the time of the last sweep and, per peer,
+    /// (checks, up, rtt sum).
+    fn three_hours(s: &Store, keep: &Retention) -> (DateTime<Utc>, [(u64, u64, u64); 2]) {
+        // Ending a little before now (peers leave at the wall clock's time).
+        let hour = Level::Hour.floor(Utc::now().timestamp_millis());
+        let t0 = from_millis(hour) - Duration::hours(4) + Duration::seconds(30 * 60 + 10);
+        let mut expected = [(0, 0, 0); 2];
+        let mut at = t0;
+        for i in 0..600u64 {
+            at = t0 + Duration::seconds(20 * i as i64);
+            let a = ProbeResult {
+                rtt_us: Some(1000 + (i % 7) * 100),
+                ..result(true, at)
+            };
+            let b = result(i % 4 != 0, at);
+            for (n, r) in [&a, &b].into_iter().enumerate() {
+                expected[n].0 += 1;
+                expected[n].1 += u64::from(r.up);
+                expected[n].2 += r.rtt_us.unwrap_or(0);
+            }
+            let results = vec![("a".to_string(), a), ("b".to_string(), b)];
+            let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+            s.record_sweep(&results, &summary).unwrap();
+            s.maintain(at, keep).unwrap();
+        }
+        (at, expected)
+    }
+
     #[test]
-    fn history_ranges_and_pruning() {
+    fn sweeps_roll_up_and_every_level_gives_the_same_totals() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), "t").unwrap();
-        let t0 = Utc::now() - Duration::hours(2);
-        for i in 0..10 {
-            let at = t0 + Duration::minutes(10 * i);
-            let r = vec![
-                ("p".to_string(), result(i % 2 == 0, at)),
-                ("pp".to_string(), result(true, at)),
-            ];
-            s.record_sweep(
-                &r,
-                &SweepSummary::from_results(at, r.iter().map(|(_, r)| r)),
+        s.replace_peer_list(&list(&["a", "b"])).unwrap();
+        let keep = Retention {
+            raw: Duration::minutes(10),
+            minute: Duration::hours(26),
+            ..Retention::default()
+        };
+        let (last, expected) = three_hours(&s, &keep);
+        let roster = s.roster().unwrap();
+        let to = last + Duration::seconds(1);
+        let from = last - Duration::hours(5);
+        for level in [Level::Minute, Level::Hour, Level::Day] {
+            let all = s.collect(level, from, to, None, None).unwrap();
+            for (n, id) in ["a", "b"].into_iter().enumerate() {
+                let slot = roster[id];
+                let one = s.collect(level, from, to, None, Some(slot)).unwrap();
+                assert_eq!(one[&slot], all[&slot], "{level:?} {id}");
+                let b = one[&slot].values().next().unwrap();
+                assert_eq!(
+                    (b.checks, b.up, b.rtt_sum_us),
+                    expected[n],
+                    "{level:?} {id}"
+                );
+            }
+        }
+        let a = s
+            .collect(Level::Hour, from, to, None, Some(roster["a"]))
+            .unwrap()[&roster["a"]][&Level::Hour.floor(from.timestamp_millis())]
+            .clone();
+        assert_eq!((a.rtt_min_us, a.rtt_max_us), (1000, 1600));
+        // Hourly series: hh:30:10 to hh:59:50 is 90 sweeps, then 180 an hour, 150 left over.
+        let series = s
+            .collect(
+                Level::Minute,
+                from,
+                to,
+                Some(Duration::hours(1)),
+                Some(roster["b"]),
+            )
+            .unwrap()
+            .remove(&roster["b"])
+            .unwrap();
+        let checks: Vec<u64> = series.values().map(|b| b.checks).collect();
+        assert_eq!(checks, [90, 180, 180, 150]);
+        // Raw rows beyond ten minutes went; the finer levels before the frontiers stay.
+        let size = s.history_size();
+        assert!((30..=34).contains(&size[0].1), "{size:?}");
+        assert!(size[1].1 >= 180, "{size:?}");
+        assert_eq!(size[2].1, 3, "{size:?}");
+        // (a day row only if those hours crossed midnight UTC)
+        assert!(size[3].1 <= 1, "{size:?}");
+        assert_eq!(s.latest_result("a").unwrap().unwrap().checked_at, last);
+
+        // A year and more later, with `b` gone: everything has aged out but the newest raw row,
+        // and `b`'s slot is forgotten.
+        s.replace_peer_list(&list(&["a"])).unwrap();
+        assert!(s.slot("b").unwrap().is_some());
+        let later = last + Duration::days(402);
+        s.maintain(later, &keep).unwrap();
+        let size = s.history_size();
+        assert_eq!(
+            size.iter().map(|(_, rows, _)| *rows).collect::<Vec<_>>(),
+            [1, 0, 0, 0],
+            "{size:?}"
+        );
+        assert!(s.slot("b").unwrap().is_none());
+        assert!(s.slot("a").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_left_out_and_the_rest_rolls_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        s.replace_peer_list(&list(&["a", "b"])).unwrap();
+        let t0 = from_millis(Level::Hour.floor(Utc::now().timestamp_millis())) - Duration::hours(2);
+        for i in 0..3 {
+            let at = t0 + Duration::seconds(10 * i);
+            let results = vec![("a".to_string(), result(true, at))];
+            s.record_sweep(&results, &SweepSummary::from_results(at, [&results[0].1]))
+                .unwrap();
+        }
+        s.inner
+            .raw
+            .insert(
+                row_key(t0.timestamp_millis() + 10_000, 0),
+                &b"\xff\xff garbage"[..],
             )
             .unwrap();
+        let done = s
+            .maintain(t0 + Duration::minutes(5), &Retention::default())
+            .unwrap();
+        assert_eq!(done.skipped, 1);
+        let slot = s.slot("a").unwrap().unwrap();
+        let got = s
+            .collect(
+                Level::Minute,
+                t0,
+                t0 + Duration::minutes(5),
+                None,
+                Some(slot),
+            )
+            .unwrap();
+        assert_eq!(got[&slot].values().next().unwrap().checks, 2);
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_keeping_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 5).unwrap();
+        {
+            let s = Store::open(dir.path(), "t").unwrap();
+            s.inner
+                .peers
+                .insert(KEY_PEERS, serde_json::to_vec(&list(&["a", "b"])).unwrap())
+                .unwrap();
+            let history = s.inner.db.open_tree("history").unwrap();
+            let latest = s.inner.db.open_tree("latest").unwrap();
+            // `a` and `gone` (no longer listed) every 30 s for 5 minutes; `gone` half down.
+            for i in 0..10 {
+                let at = t0 + Duration::seconds(30 * i);
+                for (id, up) in [("a", true), ("gone", i % 2 == 0)] {
+                    let sample = Sample {
+                        at,
+                        up,
+                        rtt_us: up.then_some(2000),
+                        error_kind: None,
+                    };
+                    history
+                        .insert(history_key(id, at), serde_json::to_vec(&sample).unwrap())
+                        .unwrap();
+                }
+                latest
+                    .insert("a", serde_json::to_vec(&result(true, at)).unwrap())
+                    .unwrap();
+            }
+            s.inner
+                .meta
+                .insert(KEY_SCHEMA, &1u32.to_be_bytes())
+                .unwrap();
+            s.inner.db.flush().unwrap();
         }
-        let all = s.history("p", t0, Utc::now()).unwrap();
-        assert_eq!(all.len(), 10);
-        assert!(all.windows(2).all(|w| w[0].at < w[1].at));
-        assert_eq!(all.iter().filter(|x| x.up).count(), 5);
-        let deleted = s.prune_history(["p"], t0 + Duration::minutes(45)).unwrap();
-        assert_eq!(deleted, 5);
-        assert_eq!(s.history("p", t0, Utc::now()).unwrap().len(), 5);
-        assert_eq!(s.history("pp", t0, Utc::now()).unwrap().len(), 10);
+        let s = Store::open(dir.path(), "t").unwrap();
+        let names = s.inner.db.tree_names();
+        assert!(!names.iter().any(|n| n.as_ref() == b"history"));
+        let from = t0 - Duration::hours(1);
+        let to = t0 + Duration::hours(1);
+        for (id, up) in [("a", 10), ("gone", 5)] {
+            let slot = s.slot(id).unwrap().unwrap();
+            let got = s
+                .collect(Level::Minute, from, to, None, Some(slot))
+                .unwrap()
+                .remove(&slot)
+                .unwrap();
+            let b = got.values().next().unwrap();
+            assert_eq!((b.checks, b.up), (10, up), "{id}");
+        }
+        assert_eq!(
+            s.latest_result("a").unwrap().unwrap().checked_at,
+            t0 + Duration::seconds(270)
+        );
+        assert!(s.latest_result("b").unwrap().is_none());
+        assert_eq!(s.roster().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn runs_are_pruned_by_count_and_age_keeping_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        let now = Utc::now();
+        for i in 0..30 {
+            let run = s
+                .start_run(JobRun {
+                    id: 0,
+                    job: "probe-sweep".into(),
+                    trigger: Trigger::Schedule,
+                    started_at: now - Duration::days(60) + Duration::days(2 * i),
+                    duration_ms: 1,
+                    outcome: Outcome::Ok,
+                    summary: serde_json::json!({}),
+                    error: None,
+                })
+                .unwrap();
+            s.put_run(&run).unwrap();
+        }
+        // Another job's runs, whose keys sort after these: untouched.
+        for _ in 0..3 {
+            let run = s
+                .start_run(JobRun {
+                    id: 0,
+                    job: "status-report".into(),
+                    trigger: Trigger::Schedule,
+                    started_at: now,
+                    duration_ms: 1,
+                    outcome: Outcome::Ok,
+                    summary: serde_json::json!({}),
+                    error: None,
+                })
+                .unwrap();
+            s.put_run(&run).unwrap();
+        }
+        let keep = Retention {
+            runs_keep: 10,
+            ..Retention::default()
+        };
+        assert_eq!(s.prune_runs("probe-sweep", now, &keep).unwrap(), 20);
+        assert_eq!(s.runs("status-report", 100).unwrap().len(), 3);
+        assert_eq!(s.runs("probe-sweep", 100).unwrap().len(), 10);
+        // 30 days of age: of the last ten (18 days old to the newest), all stay; at a year
+        // on, only the newest.
+        let later = now + Duration::days(365);
+        s.prune_runs("probe-sweep", later, &keep).unwrap();
+        let left = s.runs("probe-sweep", 100).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].started_at, now - Duration::days(2));
+    }
+
+    #[test]
+    fn a_stored_sweep_run_keeps_only_down_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        let results: Vec<serde_json::Value> = (0..90)
+            .map(|i| serde_json::json!({"id": i.to_string(), "up": i % 3 != 0}))
+            .collect();
+        let run = JobRun {
+            id: 0,
+            job: "probe-sweep".into(),
+            trigger: Trigger::Cli,
+            started_at: Utc::now(),
+            duration_ms: 1,
+            outcome: Outcome::Ok,
+            summary: serde_json::json!({"peers": 90, "results": results}),
+            error: None,
+        };
+        let run = s.start_run(run).unwrap();
+        s.put_run(&run).unwrap();
+        let stored = s.last_run("probe-sweep").unwrap().unwrap();
+        let kept = stored.summary["results"].as_array().unwrap();
+        assert_eq!(kept.len(), STORED_RESULTS);
+        assert!(kept.iter().all(|r| r["up"] == false));
+        assert_eq!(stored.summary["results_omitted"], 70);
+        assert_eq!(stored.summary["peers"], 90);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! probe-sweep: the stored peer list → one probe per peer → results and history in the store.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::{ms, JobContext, JobFailure, JobResult};
@@ -30,11 +30,14 @@ pub async fn run(ctx: &JobContext) -> JobResult {
     let results = probe::probe_all(targets, probe.timeout, probe.concurrency).await;
     let probed_in = started.elapsed();
 
+    let previous = store.latest_results().unwrap_or_else(|e| {
+        tracing::warn!("reading the previous sweep: {e}");
+        Default::default()
+    });
     let mut stored = Vec::with_capacity(results.len());
     let mut items = Vec::with_capacity(results.len());
     for (peer, result) in list.peers.iter().zip(results) {
-        let previous = store.latest_result(&peer.id).ok().flatten();
-        if previous.as_ref().map(|p| p.up) != Some(result.up) {
+        if previous.get(&peer.id).map(|p| p.up) != Some(result.up) {
             if result.up {
                 tracing::info!(peer = %peer.id, name = %peer.name, rtt_us = result.rtt_us, "peer is up");
             } else {
@@ -67,12 +70,16 @@ pub async fn run(ctx: &JobContext) -> JobResult {
     store
         .record_sweep(&stored, &summary)
         .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
-    // Raw samples past the retention go: a few deletions per peer and sweep, never a scan.
-    let retention =
-        Duration::from_std(ctx.settings.history_retention).unwrap_or_else(|_| Duration::hours(24));
-    let cutoff = now - retention;
-    if let Err(e) = store.prune_history(list.peers.iter().map(|p| p.id.as_str()), cutoff) {
-        tracing::warn!("pruning old history failed: {e}");
+    // Finished minutes, hours and days roll up; every level past its retention goes.
+    match store.maintain(now, &ctx.settings.retention) {
+        Ok(done) if done.skipped > 0 => {
+            tracing::warn!(
+                skipped = done.skipped,
+                "history: damaged rows were left out"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("history roll-up and pruning failed: {e}"),
     }
     tracing::debug!(
         peers = summary.peers,

@@ -1,0 +1,247 @@
+//! Eight simulated days of 1000 peers swept every 5 s, through the real store (sled in a temp
+//! dir) with the default retentions: the history must reach a plateau on disk and stay small.
+//!
+//! The clock is simulated: every sweep is recorded at its simulated time and the store's
+//! maintenance (roll-ups and pruning) runs as of that time, as the probe-sweep job does; every
+//! sweep also records its run, as the runner does. Size on disk is the data dir's files, read
+//! after a flush at every simulated hour; a day's figure is its largest.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use easytier_probe::history::{Level, Retention};
+use easytier_probe::model::{
+    ErrorKind, JobRun, ListSource, Outcome, Peer, PeerList, ProbeResult, SweepSummary, Trigger,
+};
+use easytier_probe::store::Store;
+
+/// xorshift64: plenty for jitter, and cheap in a debug build.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const PEERS: usize = 1000;
+const EVERY_S: i64 = 5;
+const DAYS: i64 = 8;
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            // (sled may delete a file while we list)
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn peers() -> PeerList {
+    PeerList {
+        fetched_at: Utc::now(),
+        source: ListSource::Backend,
+        peers: (0..PEERS)
+            .map(|i| Peer {
+                id: format!("{}", 100_000 + i),
+                name: format!("node-{i}.example.org"),
+                host: format!("node-{i}.example.org"),
+                port: 11010,
+                protocol: ["tcp", "udp", "quic", "wg", "ws", "wss"][i % 6].into(),
+                network_name: "public".into(),
+                network_secret: None,
+                backend_status: Some("Online".into()),
+            })
+            .collect(),
+    }
+}
+
+/// One sweep: peers have their own base RTT (5–300 ms) with ±20 % jitter; 3 % of peers are
+/// always down and the rest fail 1 % of their checks.
+fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, ProbeResult)> {
+    list.peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let base = 5_000 + (i as u64 * 7919) % 295_000;
+            let down = i % 33 == 0 || rng.below(100) == 0;
+            let r = if down {
+                ProbeResult {
+                    up: false,
+                    rtt_us: None,
+                    error_kind: Some(ErrorKind::Timeout),
+                    error: Some("no EasyTier handshake within 3s".into()),
+                    checked_at: at,
+                }
+            } else {
+                ProbeResult {
+                    up: true,
+                    rtt_us: Some(base * (80 + rng.below(41)) / 100),
+                    error_kind: None,
+                    error: None,
+                    checked_at: at,
+                }
+            };
+            (p.id.clone(), r)
+        })
+        .collect()
+}
+
+/// Records the sweep's run as the runner does. The summary holds the down peers' results,
+/// which is what the store keeps of a sweep's results (see `Store::put_run`).
+fn record_run(
+    store: &Store,
+    at: DateTime<Utc>,
+    results: &[(String, ProbeResult)],
+    keep: &Retention,
+) {
+    let down: Vec<serde_json::Value> = results
+        .iter()
+        .filter(|(_, r)| !r.up)
+        .map(|(id, r)| {
+            serde_json::json!({"id": id, "up": false, "rtt_ms": null,
+                "error_kind": r.error_kind.map(|k| k.as_str())})
+        })
+        .collect();
+    let mut run = store
+        .start_run(JobRun {
+            id: 0,
+            job: "probe-sweep".into(),
+            trigger: Trigger::Schedule,
+            started_at: at,
+            duration_ms: 0,
+            outcome: Outcome::Running,
+            summary: serde_json::json!({}),
+            error: None,
+        })
+        .unwrap();
+    run.duration_ms = 183;
+    run.outcome = Outcome::Ok;
+    run.summary = serde_json::json!({
+        "peers": results.len(),
+        "reachable": results.len() - down.len(),
+        "results": down,
+        "results_omitted": results.len() - down.len(),
+    });
+    store.put_run(&run).unwrap();
+    if run.id % 50 == 0 {
+        store.prune_runs("probe-sweep", at, keep).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn eight_days_of_1000_peers_every_5s_reach_a_plateau_under_256_mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(&data, "retention test").unwrap();
+    let list = peers();
+    store.replace_peer_list(&list).unwrap();
+    let keep = Retention::default();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let sweeps_per_hour = 3600 / EVERY_S;
+    let clock = std::time::Instant::now();
+    let mut peak_per_day = Vec::new();
+    let mut peak = 0u64;
+    for hour in 0..DAYS * 24 {
+        for n in 0..sweeps_per_hour {
+            let at = start + Duration::hours(hour) + Duration::seconds(n * EVERY_S);
+            let results = sweep(&mut rng, &list, at);
+            let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+            store.record_sweep(&results, &summary).unwrap();
+            let done = store.maintain(at, &keep).unwrap();
+            assert_eq!(done.skipped, 0);
+            record_run(&store, at, &results, &keep);
+        }
+        store.flush().await.unwrap();
+        peak = peak.max(dir_size(&data));
+        if (hour + 1) % 24 == 0 {
+            let levels: Vec<String> = store
+                .history_size()
+                .iter()
+                .map(|(l, rows, bytes)| {
+                    format!("{} {rows} rows {:.1} MB", l.as_str(), *bytes as f64 / 1e6)
+                })
+                .collect();
+            println!(
+                "day {}: peak {:.1} MB on disk; {}; {} runs kept; {:.0} s so far",
+                peak_per_day.len() + 1,
+                peak as f64 / 1e6,
+                levels.join(", "),
+                store.runs("probe-sweep", usize::MAX).unwrap().len(),
+                clock.elapsed().as_secs_f64()
+            );
+            peak_per_day.push(peak);
+            peak = 0;
+        }
+    }
+
+    let (day7, day8) = (peak_per_day[6] as f64, peak_per_day[7] as f64);
+    assert!(
+        (day8 - day7).abs() <= day7 * 0.05,
+        "no plateau: day 7 {day7} bytes, day 8 {day8} bytes ({peak_per_day:?})"
+    );
+    assert!(day8 < 256e6, "day 8: {day8} bytes on disk");
+
+    // The history is all there, at every level, for the windows that read it.
+    let end = start + Duration::days(DAYS);
+    let size = store.history_size();
+    let rows = |l: Level| size.iter().find(|(x, _, _)| *x == l).unwrap().1;
+    assert_eq!(rows(Level::Day), DAYS as usize - 1);
+    // 170 hours kept, each pruned once it has ended 170 hours ago.
+    assert!((169..=170).contains(&rows(Level::Hour)), "{size:?}");
+    assert!((120..=181).contains(&rows(Level::Minute)), "{size:?}");
+    assert!((720..=735).contains(&rows(Level::Raw)), "{size:?}");
+    let slot = store.roster().unwrap()["100001"];
+    let week = store
+        .collect(Level::Hour, end - Duration::days(7), end, None, Some(slot))
+        .unwrap()
+        .remove(&slot)
+        .unwrap();
+    let week = week.values().next().unwrap();
+    // 7 days of checks every 5 s (the window starts at an hour boundary), ~1 % down.
+    assert_eq!(week.checks, 7 * 24 * 720);
+    assert!(
+        week.up > week.checks * 97 / 100 && week.up < week.checks,
+        "{week:?}"
+    );
+    // What the API's reads cost on this store (printed, not asserted: figures for BENCHMARKS.md).
+    let clock = std::time::Instant::now();
+    for (level, length) in [
+        (Level::Minute, Duration::hours(1)),
+        (Level::Hour, Duration::hours(24)),
+        (Level::Hour, Duration::days(7)),
+    ] {
+        let all = store.collect(level, end - length, end, None, None).unwrap();
+        assert_eq!(all.len(), PEERS);
+    }
+    let fleet = clock.elapsed();
+    let clock = std::time::Instant::now();
+    for (level, length, step) in [
+        (Level::Minute, Duration::hours(1), Duration::minutes(1)),
+        (Level::Hour, Duration::hours(24), Duration::hours(1)),
+        (Level::Hour, Duration::days(7), Duration::hours(6)),
+        (Level::Day, Duration::days(30), Duration::days(1)),
+    ] {
+        store
+            .collect(level, end - length, end, Some(step), Some(slot))
+            .unwrap();
+    }
+    println!(
+        "reads: the 1h, 24h and 7d uptime of all {PEERS} peers (/api/nodes) {:.0} ms; \
+         one peer's four windows with series {:.1} ms",
+        fleet.as_secs_f64() * 1e3,
+        clock.elapsed().as_secs_f64() * 1e3
+    );
+    let runs = store.runs("probe-sweep", usize::MAX).unwrap().len();
+    assert!(runs <= keep.runs_keep + 50, "{runs} runs kept");
+}
