@@ -410,19 +410,19 @@ impl Settings {
                     options.history_minute_retention.as_deref(),
                     ("HISTORY_MINUTE_RETENTION", "--history-minute-retention"),
                     defaults.minute,
-                    (3600, 90 * 86_400),
+                    (2 * 3600, 90 * 86_400),
                 )?,
                 hour: retention(
                     options.history_hour_retention.as_deref(),
                     ("HISTORY_HOUR_RETENTION", "--history-hour-retention"),
                     defaults.hour,
-                    (86_400, 3 * 365 * 86_400),
+                    (170 * 3600, 3 * 365 * 86_400),
                 )?,
                 day: retention(
                     options.history_day_retention.as_deref(),
                     ("HISTORY_DAY_RETENTION", "--history-day-retention"),
                     defaults.day,
-                    (86_400, 20 * 365 * 86_400),
+                    (31 * 86_400, 20 * 365 * 86_400),
                 )?,
                 runs_keep: runs_keep(options.runs_keep.as_deref(), defaults.runs_keep)?,
                 runs_age: retention(
@@ -720,7 +720,13 @@ mod tests {
                 "soon",
             ),
             ("--history-hour-retention", "HISTORY_HOUR_RETENTION", "d"),
-            ("--history-day-retention", "HISTORY_DAY_RETENTION", "1h"),
+            ("--history-day-retention", "HISTORY_DAY_RETENTION", "30d"),
+            (
+                "--history-minute-retention",
+                "HISTORY_MINUTE_RETENTION",
+                "1h",
+            ),
+            ("--history-hour-retention", "HISTORY_HOUR_RETENTION", "7d"),
             ("--runs-keep", "RUNS_KEEP", "0"),
             ("--runs-retention", "RUNS_RETENTION", "1x"),
         ] {

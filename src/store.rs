@@ -119,6 +119,7 @@ const KEY_PENDING: &[u8] = b"pending_report";
 const KEY_PEERS: &[u8] = b"current";
 const KEY_ROSTER: &[u8] = b"roster";
 const KEY_NEXT_SLOT: &[u8] = b"next_slot";
+const KEY_LATEST_ROW: &[u8] = b"latest_row";
 
 fn frontier_key(level: Level) -> Vec<u8> {
     format!("rolled_up_to/{}", level.as_str()).into_bytes()
@@ -318,7 +319,10 @@ impl Store {
             else {
                 break;
             };
-            if self.slot(id)?.is_none() {
+            if let Some(slot) = self.slot(id)? {
+                // Given on an earlier attempt that did not finish.
+                slots.insert(slot, id.to_string());
+            } else {
                 let entry = SlotEntry {
                     slot: next,
                     removed_ms: Some(Utc::now().timestamp_millis()),
@@ -436,9 +440,11 @@ impl Store {
     /// Bounded: after a write error (a full disk) sled's flush never completes, so waiting
     /// longer than [`FLUSH_BOUND`] is reported as a stalled store instead of hanging.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        // The archive first: minute rows are pruned in the main database only once their hour
+        // row is in the archive, so that order never loses a minute.
         let both = async {
-            self.inner.db.flush_async().await?;
-            self.inner.archive.flush_async().await
+            self.inner.archive.flush_async().await?;
+            self.inner.db.flush_async().await
         };
         match tokio::time::timeout(FLUSH_BOUND, both).await {
             Ok(done) => done.map(|_| ()).map_err(|e| self.err(e)),
@@ -600,7 +606,7 @@ impl Store {
         };
         // Results come in list order, as the roster is: look ids up only when they differ.
         let mut by_id: Option<HashMap<&str, u32>> = None;
-        let at = summary.at.timestamp_millis();
+        let at = self.row_time(summary.at.timestamp_millis())?;
         let mut chunks: BTreeMap<u32, Vec<(u8, Check)>> = BTreeMap::new();
         for (i, (id, r)) in results.iter().enumerate() {
             let slot = match roster.get(i) {
@@ -623,18 +629,44 @@ impl Store {
         for (chunk, checks) in &chunks {
             row.insert(&row_key(at, *chunk)[..], encode(checks, "raw row")?);
         }
-        // The row is one atomic batch; the summary follows it.
+        // The row is one atomic batch; the pointer to it and the summary follow.
         self.inner.raw.apply_batch(row).map_err(|e| self.err(e))?;
         let summary = serde_json::to_vec(summary).map_err(|e| corrupt("sweep", e))?;
-        self.inner
-            .meta
-            .insert(KEY_SWEEP, summary)
-            .map_err(|e| self.err(e))?;
+        let mut meta = sled::Batch::default();
+        meta.insert(KEY_LATEST_ROW, &at.to_be_bytes());
+        meta.insert(KEY_SWEEP, summary);
+        self.inner.meta.apply_batch(meta).map_err(|e| self.err(e))?;
         Ok(())
     }
 
+    /// The time a sweep's raw row is stored at: its own, unless the clock is behind what has
+    /// already been rolled up (set back, or not yet synchronised after a boot). Then the row
+    /// goes just after the minute frontier, so it is rolled up later rather than never.
+    fn row_time(&self, at: i64) -> Result<i64, StoreError> {
+        let frontier = self.frontier(Level::Minute)?.unwrap_or(i64::MIN);
+        if at >= frontier {
+            return Ok(at);
+        }
+        let latest = self.newest_raw_ms()?.unwrap_or(i64::MIN);
+        tracing::warn!(
+            behind_s = (frontier - at) / 1000,
+            "the clock is behind the stored history; this sweep is filed at the history's end"
+        );
+        Ok(frontier.max(latest.saturating_add(1)))
+    }
+
     /// Time of the newest raw row, the latest sweep that stored results.
+    /// Time of the raw row of the latest sweep recorded (not the newest key: a clock that was
+    /// once ahead must not leave its row "latest" for ever).
     fn newest_raw_ms(&self) -> Result<Option<i64>, StoreError> {
+        let pointer = self
+            .inner
+            .meta
+            .get(KEY_LATEST_ROW)
+            .map_err(|e| self.err(e))?;
+        if let Some(at) = pointer.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()) {
+            return Ok(Some(i64::from_be_bytes(at)));
+        }
         Ok(self
             .inner
             .raw
@@ -731,6 +763,10 @@ impl Store {
     ) -> Result<Maintenance, StoreError> {
         let now_ms = now.timestamp_millis();
         let mut done = Maintenance::default();
+        // A clock behind the stored history rolls up and prunes nothing until it catches up.
+        if now_ms < self.frontier(Level::Minute)?.unwrap_or(i64::MIN) {
+            return Ok(done);
+        }
         for level in Level::ROLLUPS {
             done.rolled_up += self.roll_up(level, now_ms, &mut done.skipped)?;
         }
@@ -877,7 +913,7 @@ impl Store {
         let to = to.timestamp_millis();
         let step = step.map(|s| s.num_milliseconds().max(1));
         let point = |at: i64| match step {
-            Some(s) => at.div_euclid(s) * s,
+            Some(s) => start + (at - start).div_euclid(s) * s,
             None => start,
         };
         let mut out: HashMap<u32, BTreeMap<i64, Bucket>> = HashMap::new();
@@ -1386,7 +1422,7 @@ mod tests {
         let (last, expected) = three_hours(&s, &keep);
         let roster = s.roster().unwrap();
         let to = last + Duration::seconds(1);
-        let from = last - Duration::hours(5);
+        let from = from_millis(Level::Hour.floor(last.timestamp_millis())) - Duration::hours(4);
         for level in [Level::Minute, Level::Hour, Level::Day] {
             let all = s.collect(level, from, to, None, None).unwrap();
             for (n, id) in ["a", "b"].into_iter().enumerate() {
@@ -1482,6 +1518,54 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_set_back_loses_no_check_and_freezes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        s.replace_peer_list(&list(&["a"])).unwrap();
+        let keep = Retention::default();
+        let t0 =
+            from_millis(Level::Minute.floor(Utc::now().timestamp_millis())) - Duration::minutes(30);
+        let sweep = |at: DateTime<Utc>| {
+            let results = vec![("a".to_string(), result(true, at))];
+            s.record_sweep(&results, &SweepSummary::from_results(at, [&results[0].1]))
+                .unwrap();
+            s.maintain(at, &keep).unwrap();
+        };
+        for i in 0..10 {
+            sweep(t0 + Duration::seconds(30 * i));
+        }
+        // The clock jumps back a year (a board without a real-time clock, before NTP)...
+        let back = t0 - Duration::days(365);
+        sweep(back);
+        sweep(back + Duration::seconds(30));
+        let latest = s.latest_result("a").unwrap().unwrap();
+        assert_eq!(
+            latest.checked_at,
+            back + Duration::seconds(30),
+            "the latest is the last sweep"
+        );
+        // ...then is right again: every check is counted, none twice.
+        sweep(t0 + Duration::minutes(10));
+        let later = t0 + Duration::minutes(12);
+        s.maintain(later, &keep).unwrap();
+        let slot = s.slot("a").unwrap().unwrap();
+        let all = s
+            .collect(
+                Level::Minute,
+                t0 - Duration::hours(1),
+                later,
+                None,
+                Some(slot),
+            )
+            .unwrap();
+        assert_eq!(all[&slot].values().next().unwrap().checks, 13);
+        assert_eq!(
+            s.latest_result("a").unwrap().unwrap().checked_at,
+            t0 + Duration::minutes(10)
+        );
+    }
+
+    #[test]
     fn a_schema_1_store_is_migrated_keeping_its_history() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 5).unwrap();
@@ -1511,6 +1595,19 @@ mod tests {
                     .insert("a", serde_json::to_vec(&result(true, at)).unwrap())
                     .unwrap();
             }
+            // As if an earlier attempt had given `gone` its slot and then crashed.
+            let entry = SlotEntry {
+                slot: 7,
+                removed_ms: Some(0),
+            };
+            s.inner
+                .slots
+                .insert("gone", encode(&entry, "slot").unwrap())
+                .unwrap();
+            s.inner
+                .meta
+                .insert(KEY_NEXT_SLOT, &8u32.to_be_bytes())
+                .unwrap();
             s.inner
                 .meta
                 .insert(KEY_SCHEMA, &1u32.to_be_bytes())
