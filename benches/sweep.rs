@@ -30,7 +30,7 @@ const NODES: usize = 8;
 const PROTOCOLS: [&str; 3] = ["tcp", "udp", "ws"];
 const CONCURRENCY: usize = 256;
 /// Runs of each sweep; the table shows the median (peak RSS: the highest).
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 struct Measured {
     wall: Duration,
@@ -439,11 +439,17 @@ fn main() {
             assert_eq!(measure(c).code, 0);
         }
         let after = dir_size(data);
+        let store = easytier_probe::store::Store::open(data, "bench").unwrap();
+        let raw = store.history_size()[0];
+        drop(store);
         let line = format!(
-            "\nStore growth: {:.1} MB after {} sweeps of 1000 peers, {:.0} bytes per peer and sweep over the last 10 (raw checks, all kept for the first hour; see \"History retention\" for the long run).",
+            "\nStore: {:.1} MB on disk after {} sweeps of 1000 peers ({:+.1} MB over the last 10); a sweep's raw row is {:.1} bytes a peer ({} rows, {:.1} MB). See \"History retention\" for the long run.",
             after as f64 / 1e6,
             REPEATS + 10,
-            after.saturating_sub(before) as f64 / 10_000.0
+            (after as f64 - before as f64) / 1e6,
+            raw.2 as f64 / (raw.1.max(1) * 1000) as f64,
+            raw.1,
+            raw.2 as f64 / 1e6,
         );
         println!("{line}");
         let _ = writeln!(out, "{line}");
