@@ -118,20 +118,6 @@ fn raise_nofile() -> u64 {
     }
 }
 
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// The lower bound: a TCP connect to each peer's node, at the probe's concurrency.
 async fn connect_sweep(ports: &[u16]) -> (Duration, usize) {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
@@ -427,7 +413,7 @@ fn main() {
 
     // Store growth: ten more sweeps of 1000 peers.
     if let Some((data, _)) = &sweep_1000_data {
-        let before = dir_size(data);
+        let before = easytier_probe::store::disk_usage(data);
         for _ in 0..10 {
             let mut c = Command::new(bin);
             c.env_clear()
@@ -438,7 +424,7 @@ fn main() {
                 .args(["run-job", "probe-sweep"]);
             assert_eq!(measure(c).code, 0);
         }
-        let after = dir_size(data);
+        let after = easytier_probe::store::disk_usage(data);
         let store = easytier_probe::store::Store::open(data, "bench").unwrap();
         let raw = store.history_size()[0];
         drop(store);

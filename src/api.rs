@@ -787,16 +787,7 @@ mod tests {
         };
         let settings = std::sync::Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
         let store = crate::store::Store::open(dir.path(), "test").unwrap();
-        let peer = |id: &str| Peer {
-            id: id.into(),
-            name: id.into(),
-            host: "127.0.0.1".into(),
-            port: 1,
-            protocol: "tcp".into(),
-            network_name: "n".into(),
-            network_secret: None,
-            backend_status: None,
-        };
+        let peer = Peer::for_tests;
         let now = Utc::now();
         store
             .replace_peer_list(&PeerList {

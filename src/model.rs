@@ -38,6 +38,21 @@ pub struct PeerEntryError {
 }
 
 impl Peer {
+    /// A tcp peer on 127.0.0.1:1 in network "n", named as its id (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> Peer {
+        Peer {
+            id: id.into(),
+            name: id.into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            protocol: "tcp".into(),
+            network_name: "n".into(),
+            network_secret: None,
+            backend_status: None,
+        }
+    }
+
     /// Builds a peer from one entry of a backend answer or a peers file.
     /// Unknown fields are ignored; `id` may be a number or a string.
     pub fn from_entry(index: usize, entry: &Value) -> Result<Peer, PeerEntryError> {

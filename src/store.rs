@@ -1295,6 +1295,22 @@ fn run_key(job: &str, id: u64) -> Vec<u8> {
     k
 }
 
+/// Bytes of the files under `path` (a data dir: both databases and the rest). Files that
+/// vanish while it looks (sled deletes some) count as nothing.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Converts a millisecond timestamp to a time, for callers building ranges.
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
@@ -1309,16 +1325,7 @@ mod tests {
     use chrono::Duration;
 
     fn peer(id: &str) -> Peer {
-        Peer {
-            id: id.into(),
-            name: id.into(),
-            host: "127.0.0.1".into(),
-            port: 1,
-            protocol: "tcp".into(),
-            network_name: "n".into(),
-            network_secret: None,
-            backend_status: None,
-        }
+        Peer::for_tests(id)
     }
 
     fn result(up: bool, at: DateTime<Utc>) -> ProbeResult {
@@ -1642,13 +1649,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), "t").unwrap();
         let now = Utc::now();
-        for i in 0..30 {
+        let record = |job: &str, started_at| {
             let run = s
                 .start_run(JobRun {
                     id: 0,
-                    job: "probe-sweep".into(),
+                    job: job.into(),
                     trigger: Trigger::Schedule,
-                    started_at: now - Duration::days(60) + Duration::days(2 * i),
+                    started_at,
                     duration_ms: 1,
                     outcome: Outcome::Ok,
                     summary: serde_json::json!({}),
@@ -1656,22 +1663,16 @@ mod tests {
                 })
                 .unwrap();
             s.put_run(&run).unwrap();
+        };
+        for i in 0..30 {
+            record(
+                "probe-sweep",
+                now - Duration::days(60) + Duration::days(2 * i),
+            );
         }
         // Another job's runs, whose keys sort after these: untouched.
         for _ in 0..3 {
-            let run = s
-                .start_run(JobRun {
-                    id: 0,
-                    job: "status-report".into(),
-                    trigger: Trigger::Schedule,
-                    started_at: now,
-                    duration_ms: 1,
-                    outcome: Outcome::Ok,
-                    summary: serde_json::json!({}),
-                    error: None,
-                })
-                .unwrap();
-            s.put_run(&run).unwrap();
+            record("status-report", now);
         }
         let keep = Retention {
             runs_keep: 10,

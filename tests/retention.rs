@@ -6,8 +6,6 @@
 //! sweep also records its run, as the runner does. Size on disk is the data dir's files, read
 //! after a flush at every simulated hour; a day's figure is its largest.
 
-use std::path::Path;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use easytier_probe::history::{Level, Retention};
 use easytier_probe::model::{
@@ -30,21 +28,6 @@ impl Rng {
 const PEERS: usize = 1000;
 const EVERY_S: i64 = 5;
 const DAYS: i64 = 8;
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            // (sled may delete a file while we list)
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 fn peers() -> PeerList {
     PeerList {
@@ -163,7 +146,7 @@ async fn eight_days_of_1000_peers_every_5s_reach_a_plateau_under_256_mb() {
             record_run(&store, at, &results, &keep);
         }
         store.flush().await.unwrap();
-        peak = peak.max(dir_size(&data));
+        peak = peak.max(easytier_probe::store::disk_usage(&data));
         if (hour + 1) % 24 == 0 {
             let levels: Vec<String> = store
                 .history_size()
