@@ -297,21 +297,43 @@ fn merged<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Bucket {
     all
 }
 
+/// The listed peers, their slots and their latest results: what every fleet view starts from.
+struct Listed {
+    peers: Vec<crate::model::Peer>,
+    slots: HashMap<String, u32>,
+    latest: HashMap<String, crate::model::ProbeResult>,
+}
+
+impl Listed {
+    fn read(store: &crate::store::Store) -> Result<Listed, crate::store::StoreError> {
+        Ok(Listed {
+            peers: store.peer_list()?.map(|l| l.peers).unwrap_or_default(),
+            slots: store.roster()?,
+            latest: store.latest_results()?,
+        })
+    }
+}
+
 async fn nodes(State(s): State<ApiState>) -> Response {
     let store = &s.runner.context().store;
     let now = Utc::now();
     let gathered = (|| {
-        let peers = store.peer_list()?.map(|l| l.peers).unwrap_or_default();
-        let roster = store.roster()?;
-        let latest = store.latest_results()?;
+        let listed = Listed::read(store)?;
         let mut uptimes = Vec::new();
         for name in ["1h", "24h", "7d"] {
             let w = window(name).expect("a known window");
             uptimes.push((name, w.collect(store, now, None, false)?));
         }
-        Ok::<_, crate::store::StoreError>((peers, roster, latest, uptimes))
+        Ok::<_, crate::store::StoreError>((listed, uptimes))
     })();
-    let (peers, roster, latest, uptimes) = match gathered {
+    let (
+        Listed {
+            peers,
+            slots: roster,
+            latest,
+        },
+        uptimes,
+    ) = match gathered {
         Ok(g) => g,
         Err(e) => return internal(e),
     };
@@ -499,11 +521,8 @@ fn label(value: &str) -> String {
 async fn metrics(State(s): State<ApiState>) -> Response {
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let (peers, latest) = match store
-        .peer_list()
-        .and_then(|l| Ok((l, store.latest_results()?)))
-    {
-        Ok((l, latest)) => (l.map(|l| l.peers).unwrap_or_default(), latest),
+    let Listed { peers, latest, .. } = match Listed::read(store) {
+        Ok(listed) => listed,
         Err(e) => return internal(e),
     };
     let region = label(ctx.settings.region.as_deref().unwrap_or(""));
@@ -607,15 +626,19 @@ async fn status_page(State(s): State<ApiState>) -> Response {
     let now = Utc::now();
     let day = window("24h").expect("a known window");
     let gathered = (|| {
-        let peers = store.peer_list()?.map(|l| l.peers).unwrap_or_default();
         Ok::<_, crate::store::StoreError>((
-            peers,
-            store.roster()?,
-            store.latest_results()?,
+            Listed::read(store)?,
             day.collect(store, now, None, true)?,
         ))
     })();
-    let (peers, roster, latest, hours) = match gathered {
+    let (
+        Listed {
+            peers,
+            slots: roster,
+            latest,
+        },
+        hours,
+    ) = match gathered {
         Ok(g) => g,
         Err(e) => return internal(e),
     };

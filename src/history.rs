@@ -64,6 +64,11 @@ impl Level {
         }
     }
 
+    /// The level rolled up from this one.
+    pub fn coarser(self) -> Option<Level> {
+        Level::ROLLUPS.into_iter().find(|l| l.finer() == Some(self))
+    }
+
     /// Start of the bucket holding `ms` (UTC minutes, hours, days).
     pub fn floor(self, ms: i64) -> i64 {
         match self.span_ms() {

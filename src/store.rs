@@ -150,6 +150,31 @@ enum Entry {
     Bucket(Bucket),
 }
 
+impl Entry {
+    fn fold_into(self, bucket: &mut Bucket) {
+        match self {
+            Entry::Check(c) => bucket.add(c.up, c.rtt_us),
+            Entry::Bucket(b) => bucket.merge(&b),
+        }
+    }
+}
+
+/// The entries of one stored chunk of a `level` row, with their slots.
+fn decode_chunk(level: Level, chunk: u32, value: &[u8]) -> Result<Vec<(u32, Entry)>, StoreError> {
+    let slot = |offset| slot_of(level, chunk, offset);
+    Ok(if level == Level::Raw {
+        decode::<Vec<(u8, Check)>>(value, "raw row")?
+            .into_iter()
+            .map(|(offset, c)| (slot(offset), Entry::Check(c)))
+            .collect()
+    } else {
+        decode::<Vec<(u8, Bucket)>>(value, "history row")?
+            .into_iter()
+            .map(|(offset, b)| (slot(offset), Entry::Bucket(b)))
+            .collect()
+    })
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`, as `command` (shown to whoever finds it busy).
     /// Runs left `running` by a process that died are marked `interrupted`.
@@ -477,12 +502,13 @@ impl Store {
         let mut roster = Vec::with_capacity(list.peers.len());
         let mut changed: Vec<(String, SlotEntry)> = Vec::new();
         let mut added = 0;
+        let mut listed = std::collections::HashSet::new();
         for peer in &list.peers {
-            if let Some(slot) = old.get(&peer.id) {
-                roster.push((peer.id.clone(), *slot));
+            if !listed.insert(peer.id.as_str()) {
                 continue;
             }
-            if roster.iter().any(|(id, _)| *id == peer.id) {
+            if let Some(slot) = old.get(&peer.id) {
+                roster.push((peer.id.clone(), *slot));
                 continue;
             }
             added += 1;
@@ -502,10 +528,8 @@ impl Store {
                 },
             ));
         }
-        let kept: std::collections::HashSet<&str> =
-            roster.iter().map(|(id, _)| id.as_str()).collect();
         for (id, slot) in &old {
-            if !kept.contains(id.as_str()) {
+            if !listed.contains(id.as_str()) {
                 changed.push((
                     id.clone(),
                     SlotEntry {
@@ -571,11 +595,13 @@ impl Store {
 
     /// The current list's peers and their slots (their place in history rows).
     pub fn roster(&self) -> Result<HashMap<String, u32>, StoreError> {
+        Ok(self.roster_in_list_order()?.into_iter().collect())
+    }
+
+    fn roster_in_list_order(&self) -> Result<Vec<(String, u32)>, StoreError> {
         match self.inner.peers.get(KEY_ROSTER).map_err(|e| self.err(e))? {
-            None => Ok(HashMap::new()),
-            Some(v) => Ok(decode::<Vec<(String, u32)>>(&v, "roster")?
-                .into_iter()
-                .collect()),
+            None => Ok(Vec::new()),
+            Some(v) => decode(&v, "roster"),
         }
     }
 
@@ -599,11 +625,7 @@ impl Store {
         results: &[(String, ProbeResult)],
         summary: &SweepSummary,
     ) -> Result<(), StoreError> {
-        let roster: Vec<(String, u32)> = match self.inner.peers.get(KEY_ROSTER) {
-            Ok(Some(v)) => decode(&v, "roster")?,
-            Ok(None) => Vec::new(),
-            Err(e) => return Err(self.err(e)),
-        };
+        let roster = self.roster_in_list_order()?;
         // Results come in list order, as the roster is: look ids up only when they differ.
         let mut by_id: Option<HashMap<&str, u32>> = None;
         let at = self.row_time(summary.at.timestamp_millis())?;
@@ -655,7 +677,6 @@ impl Store {
         Ok(frontier.max(latest.saturating_add(1)))
     }
 
-    /// Time of the newest raw row, the latest sweep that stored results.
     /// Time of the raw row of the latest sweep recorded (not the newest key: a clock that was
     /// once ahead must not leave its row "latest" for ever).
     fn newest_raw_ms(&self) -> Result<Option<i64>, StoreError> {
@@ -664,16 +685,9 @@ impl Store {
             .meta
             .get(KEY_LATEST_ROW)
             .map_err(|e| self.err(e))?;
-        if let Some(at) = pointer.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()) {
-            return Ok(Some(i64::from_be_bytes(at)));
-        }
-        Ok(self
-            .inner
-            .raw
-            .last()
-            .map_err(|e| self.err(e))?
-            .and_then(|(k, _)| parse_row_key(&k))
-            .map(|(at, _)| at))
+        Ok(pointer
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
     }
 
     /// The latest result of every peer of the current list that has one.
@@ -689,8 +703,8 @@ impl Store {
             let Some((_, chunk)) = parse_row_key(&k) else {
                 continue;
             };
-            for (offset, check) in decode::<Vec<(u8, Check)>>(&v, "raw row")? {
-                if let Some(id) = by_slot.get(&slot_of(Level::Raw, chunk, offset)) {
+            for (slot, entry) in decode_chunk(Level::Raw, chunk, &v)? {
+                if let (Some(id), Entry::Check(check)) = (by_slot.get(&slot), entry) {
                     out.insert(id.clone(), check.to_result(at));
                 }
             }
@@ -768,14 +782,12 @@ impl Store {
             return Ok(done);
         }
         for level in Level::ROLLUPS {
-            done.rolled_up += self.roll_up(level, now_ms, &mut done.skipped)?;
-        }
-        if done.rolled_up > 0 {
-            let day_rolled = self.frontier(Level::Day)?.unwrap_or(i64::MIN);
-            if day_rolled > now_ms - Level::Day.span_ms() && day_rolled <= now_ms {
-                let cutoff = now_ms.saturating_sub(keep.longest().num_milliseconds());
-                self.forget_slots(cutoff)?;
+            let made = self.roll_up(level, now_ms, &mut done.skipped)?;
+            // Once a day: slots of peers whose history has all aged out.
+            if level == Level::Day && made > 0 {
+                self.forget_slots(now_ms.saturating_sub(keep.longest().num_milliseconds()))?;
             }
+            done.rolled_up += made;
         }
         let newest_raw = self.newest_raw_ms()?;
         // Raw rows go one a sweep; the other levels can only have a row to prune once a
@@ -788,8 +800,8 @@ impl Store {
         for &level in levels {
             let mut cutoff = now_ms.saturating_sub(keep.of(level).num_milliseconds());
             // Nothing goes before the next level has taken it in.
-            if let Some(coarser) = Level::ROLLUPS.iter().find(|l| l.finer() == Some(level)) {
-                cutoff = cutoff.min(self.frontier(*coarser)?.unwrap_or(i64::MIN));
+            if let Some(coarser) = level.coarser() {
+                cutoff = cutoff.min(self.frontier(coarser)?.unwrap_or(i64::MIN));
             }
             // The newest raw row holds the latest results: it stays.
             if level == Level::Raw {
@@ -828,29 +840,19 @@ impl Store {
             };
             let row = rows.entry(level.floor(at)).or_default();
             // A damaged chunk is already lost; the rest of the history still rolls up.
-            let folded = if finer == Level::Raw {
-                decode::<Vec<(u8, Check)>>(&v, "raw row").map(|checks| {
-                    for (offset, c) in checks {
-                        row.entry(slot_of(Level::Raw, chunk, offset))
-                            .or_default()
-                            .add(c.up, c.rtt_us);
+            match decode_chunk(finer, chunk, &v) {
+                Ok(entries) => {
+                    for (slot, entry) in entries {
+                        entry.fold_into(row.entry(slot).or_default());
                     }
-                })
-            } else {
-                decode::<Vec<(u8, Bucket)>>(&v, "history row").map(|buckets| {
-                    for (offset, b) in buckets {
-                        row.entry(slot_of(finer, chunk, offset))
-                            .or_default()
-                            .merge(&b);
-                    }
-                })
-            };
-            if let Err(e) = folded {
-                tracing::warn!(
-                    "history: skipping a damaged {} row chunk: {e}",
-                    finer.as_str()
-                );
-                *skipped += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "history: skipping a damaged {} row chunk: {e}",
+                        finer.as_str()
+                    );
+                    *skipped += 1;
+                }
             }
         }
         let mut batch = sled::Batch::default();
@@ -926,11 +928,7 @@ impl Store {
             };
             if end > cursor {
                 self.read_rows(l, cursor, end, only, |at, slot, entry| {
-                    let bucket = out.entry(slot).or_default().entry(point(at)).or_default();
-                    match entry {
-                        Entry::Check(c) => bucket.add(c.up, c.rtt_us),
-                        Entry::Bucket(b) => bucket.merge(&b),
-                    }
+                    entry.fold_into(out.entry(slot).or_default().entry(point(at)).or_default());
                 })?;
                 cursor = end;
             }
@@ -949,19 +947,9 @@ impl Store {
         mut f: impl FnMut(i64, u32, Entry),
     ) -> Result<(), StoreError> {
         let mut visit = |at: i64, chunk: u32, value: &[u8]| -> Result<(), StoreError> {
-            if level == Level::Raw {
-                for (offset, c) in decode::<Vec<(u8, Check)>>(value, "raw row")? {
-                    let slot = slot_of(level, chunk, offset);
-                    if only.is_none_or(|s| s == slot) {
-                        f(at, slot, Entry::Check(c));
-                    }
-                }
-            } else {
-                for (offset, b) in decode::<Vec<(u8, Bucket)>>(value, "history row")? {
-                    let slot = slot_of(level, chunk, offset);
-                    if only.is_none_or(|s| s == slot) {
-                        f(at, slot, Entry::Bucket(b));
-                    }
+            for (slot, entry) in decode_chunk(level, chunk, value)? {
+                if only.is_none_or(|s| s == slot) {
+                    f(at, slot, entry);
                 }
             }
             Ok(())
@@ -995,7 +983,7 @@ impl Store {
         Ok(())
     }
 
-    /// Rows and bytes per level, for the benchmark and `jobs`-style reports.
+    /// Rows and bytes per level (the benchmark and the retention test report them).
     pub fn history_size(&self) -> Vec<(Level, usize, u64)> {
         [Level::Raw, Level::Minute, Level::Hour, Level::Day]
             .into_iter()
