@@ -142,9 +142,7 @@ async fn limit_body(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use crate::model::rfc3339;
 
 fn run_json(run: &JobRun) -> Value {
     json!({
@@ -159,14 +157,18 @@ fn run_json(run: &JobRun) -> Value {
     })
 }
 
+/// `/health`: 200 `ok` or `degraded` (a job's last run failed, or no peer list yet, while
+/// probing goes on), 503 `stale` (no sweep for 3 sweep intervals) or `store` (writes do not
+/// reach the disk). The reason is in `data.reason`.
 async fn health(State(s): State<ApiState>) -> Response {
-    let store = &s.runner.context().store;
+    let ctx = s.runner.context();
+    let store = &ctx.store;
     let peers = match store.peer_list() {
         Ok(l) => l.map_or(0, |l| l.peers.len()),
         Err(e) => return internal(e),
     };
     let mut jobs = serde_json::Map::new();
-    let mut degraded = false;
+    let mut failed_jobs = Vec::new();
     for job in JobName::ALL {
         let last = match store.runs(job.as_str(), 50) {
             // The last run that finished: a skip or a run still going says nothing about health.
@@ -176,7 +178,9 @@ async fn health(State(s): State<ApiState>) -> Response {
             Err(e) => return internal(e),
         };
         if let Some(run) = &last {
-            degraded |= matches!(run.outcome, Outcome::Failed | Outcome::Interrupted);
+            if matches!(run.outcome, Outcome::Failed | Outcome::Interrupted) {
+                failed_jobs.push(format!("the last {job} run {}", run.outcome.as_str()));
+            }
         }
         jobs.insert(
             job.as_str().into(),
@@ -186,13 +190,40 @@ async fn health(State(s): State<ApiState>) -> Response {
             }),
         );
     }
-    ok(json!({
-        "status": if degraded { "degraded" } else { "ok" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": s.started.elapsed().as_secs(),
-        "peers": peers,
-        "jobs": jobs,
-    }))
+    let freshness = match ctx.freshness() {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
+    let (code, status, reason) = if !store.writable() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            Some(format!(
+                "the store in {} cannot be written to disk (disk full or failing?); jobs fail until it can",
+                store.path().display()
+            )),
+        )
+    } else if let crate::jobs::Freshness::Stale { .. } = freshness {
+        (StatusCode::SERVICE_UNAVAILABLE, "stale", freshness.reason())
+    } else if let Some(why) = freshness.reason() {
+        (StatusCode::OK, "degraded", Some(why))
+    } else if !failed_jobs.is_empty() {
+        (StatusCode::OK, "degraded", Some(failed_jobs.join("; ")))
+    } else {
+        (StatusCode::OK, "ok", None)
+    };
+    envelope(
+        code,
+        reason.as_deref().unwrap_or("ok"),
+        json!({
+            "status": status,
+            "reason": reason,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": s.started.elapsed().as_secs(),
+            "peers": peers,
+            "jobs": jobs,
+        }),
+    )
 }
 
 /// Uptime percentage of a bucket, `None` when it has no checks.
@@ -846,7 +877,9 @@ mod tests {
             store.record_sweep(&results, &summary).unwrap();
         }
         // Everything rolled up into minutes, hours and days, and pruned by the defaults.
-        store.maintain(now, &settings.retention).unwrap();
+        store
+            .maintain(now, &settings.retention, chrono::Duration::hours(1))
+            .unwrap();
 
         let state = ApiState {
             runner: Runner::new(crate::jobs::JobContext::new(store, settings)),

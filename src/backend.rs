@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Backend;
-use crate::model::{parse_peer_list, Peer, PeerEntryError, SweepSummary};
+use crate::model::{EntryParser, Peer, PeerEntryError, SweepSummary};
 
 /// Answers larger than this are refused rather than read into memory.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -28,6 +28,35 @@ pub enum BackendError {
     Malformed { url: String, detail: String },
     #[error("backend answer from {url} is larger than {MAX_ANSWER_BYTES} bytes")]
     TooLarge { url: String },
+    #[error(
+        "backend at {url} redirected to {target}, another origin: not followed, so the node token \
+         and API key go only to BACKEND_BASE_URL (set it to the address that answers)"
+    )]
+    Redirect { url: String, target: String },
+}
+
+/// A redirect to another origin, refused by the client's redirect policy.
+#[derive(Debug, thiserror::Error)]
+#[error("redirect to another origin: {0}")]
+struct CrossOrigin(String);
+
+/// Redirects within the backend's own origin are followed (at most 5); one to another origin
+/// is an error, since 307/308 would resend `x-node-token` (and the body) to it.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin {
+            let target = attempt.url().to_string();
+            attempt.error(CrossOrigin(target))
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The peers of a valid `GET /peers` answer.
@@ -35,7 +64,6 @@ pub enum BackendError {
 pub struct FetchedPeers {
     pub peers: Vec<Peer>,
     pub rejected: Vec<PeerEntryError>,
-    pub total_available: Option<u64>,
 }
 
 /// The `PUT /nodes/status` body.
@@ -104,6 +132,7 @@ impl BackendClient {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("easytier-probe/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self { http, backend }
@@ -175,6 +204,16 @@ impl BackendClient {
 }
 
 fn classify(e: reqwest::Error, url: &str) -> BackendError {
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if let Some(CrossOrigin(target)) = s.downcast_ref::<CrossOrigin>() {
+            return BackendError::Redirect {
+                url: url.into(),
+                target: target.clone(),
+            };
+        }
+        source = s.source();
+    }
     if e.is_timeout() {
         BackendError::Timeout { url: url.into() }
     } else {
@@ -192,31 +231,145 @@ fn classify(e: reqwest::Error, url: &str) -> BackendError {
     }
 }
 
-/// Parses `{"code":200,"message":..,"data":{"peers":[..],"total_available":N,..}}`.
+/// Parses `{"code":200,"message":..,"data":{"peers":[..],..}}` with typed serde, one peer
+/// entry at a time: no generic JSON tree of the answer is built, unknown fields are skipped
+/// unread, and a list over [`MAX_PEER_ENTRIES`] entries is refused as soon as it is seen.
 pub fn parse_peers_answer(body: &[u8]) -> Result<FetchedPeers, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
-    let obj = v.as_object().ok_or("the answer is not a JSON object")?;
-    if let Some(code) = obj.get("code") {
+    let starts_as_object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !starts_as_object {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => "the answer is not a JSON object".into(),
+                Err(e) => format!("not JSON ({e})"),
+            },
+        );
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("not JSON ({e})")
+        } else {
+            e.to_string()
+        }
+    })?;
+    if let Some(code) = answer.code {
         let code = code.as_u64().ok_or("code is not a number")?;
         if !(200..300).contains(&code) {
-            let message = obj.get("message").and_then(Value::as_str).unwrap_or("");
+            let message = answer
+                .message
+                .as_ref()
+                .and_then(Value::as_str)
+                .unwrap_or("");
             return Err(format!("code {code} ({message})"));
         }
     }
-    let data = obj
-        .get("data")
-        .and_then(Value::as_object)
-        .ok_or("data is missing or not an object")?;
-    let entries = data
-        .get("peers")
-        .and_then(Value::as_array)
-        .ok_or("data.peers is missing or not an array")?;
-    let (peers, rejected) = parse_peer_list(entries)?;
-    Ok(FetchedPeers {
-        peers,
-        rejected,
-        total_available: data.get("total_available").and_then(Value::as_u64),
-    })
+    let Some(Lenient::Is(data)) = answer.data else {
+        return Err("data is missing or not an object".into());
+    };
+    let Some(Lenient::Is(entries)) = data.peers else {
+        return Err("data.peers is missing or not an array".into());
+    };
+    let (peers, rejected) = entries.0.list()?;
+    Ok(FetchedPeers { peers, rejected })
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    data: Option<Lenient<Data, true>>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(default)]
+    peers: Option<Lenient<Entries, false>>,
+}
+
+/// A field of the expected kind (an object when `OBJECT`, else an array), or of another kind
+/// (skipped unread, and named in the error).
+enum Lenient<T, const OBJECT: bool> {
+    Is(T),
+    Other,
+}
+
+impl<'de, T: Deserialize<'de>, const OBJECT: bool> Deserialize<'de> for Lenient<T, OBJECT> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<T, const OBJECT: bool>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const OBJECT: bool> Visitor<'de> for V<T, OBJECT> {
+            type Value = Lenient<T, OBJECT>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                if OBJECT {
+                    return T::deserialize(MapAccessDeserializer::new(map)).map(Lenient::Is);
+                }
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                if !OBJECT {
+                    return T::deserialize(SeqAccessDeserializer::new(seq)).map(Lenient::Is);
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Other)
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+        }
+        d.deserialize_any(V::<T, OBJECT>(std::marker::PhantomData))
+    }
+}
+
+/// `data.peers`, parsed entry by entry into peers.
+struct Entries(EntryParser);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of peer entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries, A::Error> {
+                let mut parser = EntryParser::default();
+                // One entry's small tree at a time; it is dropped once the peer is built.
+                while let Some(entry) = seq.next_element::<Value>()? {
+                    parser.push(&entry).map_err(serde::de::Error::custom)?;
+                }
+                Ok(Entries(parser))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 #[cfg(test)]
@@ -234,7 +387,6 @@ mod tests {
         let f = parse_peers_answer(good.to_string().as_bytes()).unwrap();
         assert_eq!(f.peers.len(), 1);
         assert_eq!(f.rejected.len(), 1);
-        assert_eq!(f.total_available, Some(100));
 
         for (body, needle) in [
             ("<html>", "not JSON"),
@@ -249,6 +401,40 @@ mod tests {
             let err = parse_peers_answer(body.as_bytes()).unwrap_err();
             assert!(err.contains(needle), "{body}: {err}");
         }
+        // Every other kind where an object or an array belongs is named, not a serde error.
+        for (body, needle) in [
+            (
+                r#"{"code":200,"data":[1,2]}"#,
+                "data is missing or not an object",
+            ),
+            (
+                r#"{"code":200,"data":"x"}"#,
+                "data is missing or not an object",
+            ),
+            (
+                r#"{"code":200,"data":null}"#,
+                "data is missing or not an object",
+            ),
+            (
+                r#"{"code":200,"data":{"peers":{"a":1}}}"#,
+                "data.peers is missing",
+            ),
+            (
+                r#"{"code":200,"data":{"peers":7}}"#,
+                "data.peers is missing",
+            ),
+            (
+                r#"{"code":"200","data":{"peers":[]}}"#,
+                "code is not a number",
+            ),
+            (r#"{"code":200,"data":{"peers":[0,"#, "not JSON"),
+        ] {
+            let err = parse_peers_answer(body.as_bytes()).unwrap_err();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+        // Unknown fields of any shape are skipped.
+        let odd = br#"{"code":200,"extra":{"deep":[1,{"x":null}]},"data":{"total_available":3,"peers":[{"id":1,"host":"h","port":1,"protocol":"tcp","network_name":"n"}]}}"#;
+        assert_eq!(parse_peers_answer(odd).unwrap().peers.len(), 1);
         let empty = parse_peers_answer(br#"{"code":200,"data":{"peers":[]}}"#).unwrap();
         assert!(empty.peers.is_empty());
     }

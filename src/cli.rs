@@ -114,6 +114,9 @@ async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
     }
 }
 
+/// How long `run-job` gives an interrupted run to record itself before it exits.
+const INTERRUPT_BOUND: Duration = Duration::from_secs(4);
+
 /// `run-job`: runs locally when the store is free, through the control channel when a
 /// `serve` holds it, and waits up to `wait` when another one-shot holds it.
 async fn run_job(
@@ -123,9 +126,7 @@ async fn run_job(
     wait: Duration,
 ) -> ExitCode {
     if job == JobName::StatusReport && settings.backend.is_none() {
-        return usage(
-            "status-report needs a backend: set DISTRIBUTED_MODE_ENABLED=true, BACKEND_BASE_URL and NODE_TOKEN",
-        );
+        return usage(crate::config::NEEDS_BACKEND);
     }
     if job == JobName::PeerFetch && settings.peer_source == PeerSource::None {
         return usage(
@@ -139,7 +140,24 @@ async fn run_job(
         match Store::open(&settings.data_dir, &command) {
             Ok(store) => {
                 let runner = Runner::new(JobContext::new(store, settings.clone()));
-                match runner.run(job, Trigger::Cli).await {
+                let work = runner.run(job, Trigger::Cli);
+                tokio::pin!(work);
+                let recorded = tokio::select! {
+                    recorded = &mut work => recorded,
+                    signal = crate::serve::signal() => {
+                        // The run records itself as interrupted and ends; bounded, so a job
+                        // stuck in a system call cannot keep the process from exiting.
+                        runner.interrupt(signal);
+                        match tokio::time::timeout(INTERRUPT_BOUND, &mut work).await {
+                            Ok(recorded) => recorded,
+                            Err(_) => {
+                                eprintln!("error: {job} interrupted by {signal}; its run could not be recorded in time");
+                                return ExitCode::from(exit::FAILED);
+                            }
+                        }
+                    }
+                };
+                match recorded {
                     Ok(run) => break run,
                     Err(e) => {
                         eprintln!("error: could not record the run: {e}");
@@ -193,7 +211,7 @@ fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
             "job": run.job,
             "outcome": outcome,
             "trigger": run.trigger,
-            "started_at": run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "started_at": crate::model::rfc3339(run.started_at),
             "duration_ms": run.duration_ms,
             "summary": run.summary,
             "error": run.error,

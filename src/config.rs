@@ -205,6 +205,10 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 pub struct ConfigError(pub String);
 
 /// Where peers come from.
+/// Why status-report cannot run without a backend, and what to set.
+pub const NEEDS_BACKEND: &str =
+    "status-report needs a backend: set DISTRIBUTED_MODE_ENABLED=true, BACKEND_BASE_URL and NODE_TOKEN";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerSource {
     Backend,

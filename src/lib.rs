@@ -5,6 +5,7 @@
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;

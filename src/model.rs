@@ -27,6 +27,12 @@ pub struct Peer {
     pub backend_status: Option<String>,
 }
 
+/// Longest accepted fields of a peer entry (a longer `name` is cut to [`MAX_NAME_CHARS`]).
+pub const MAX_PROTOCOL_BYTES: usize = 32;
+pub const MAX_NETWORK_NAME_BYTES: usize = 256;
+pub const MAX_SECRET_BYTES: usize = 1024;
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// Why a peer entry from outside was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("peer entry {index}{id}: {reason}")]
@@ -112,16 +118,33 @@ impl Peer {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .ok_or_else(|| fail(&id, "network_name is missing or empty".into()))?;
+        for (field, value, max) in [
+            ("protocol", &protocol, MAX_PROTOCOL_BYTES),
+            ("network_name", &network_name, MAX_NETWORK_NAME_BYTES),
+        ] {
+            if value.len() > max {
+                return Err(fail(&id, format!("{field} is longer than {max} bytes")));
+            }
+        }
         let name = text("name")?
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| format!("{protocol}://{host}:{port}"));
         let network_secret = text("network_secret")?
             .filter(|s| !s.is_empty())
             .map(Secret::new);
+        if network_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() > MAX_SECRET_BYTES)
+        {
+            return Err(fail(
+                &id,
+                format!("network_secret is longer than {MAX_SECRET_BYTES} bytes"),
+            ));
+        }
         let backend_status = text("status").ok().flatten();
         Ok(Peer {
             id,
-            name: truncate(&name, 200),
+            name: truncate(&name, MAX_NAME_CHARS),
             host,
             port,
             protocol,
@@ -140,38 +163,78 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
-/// Parses a list of peer entries: good entries are kept, bad ones reported, duplicate ids
-/// after the first are rejected.
-pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>) {
-    let mut peers: Vec<Peer> = Vec::with_capacity(entries.len());
-    let mut seen = std::collections::HashSet::new();
-    let mut errors = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
+/// At most this many peer entries in one answer or peers file; a longer list is refused whole.
+pub const MAX_PEER_ENTRIES: usize = 100_000;
+
+/// Parses peer entries one at a time: good entries are kept, bad ones reported, duplicate ids
+/// after the first rejected. Holds only the peers, never the whole list of entries.
+#[derive(Debug, Default)]
+pub struct EntryParser {
+    peers: Vec<Peer>,
+    rejected: Vec<PeerEntryError>,
+    seen: std::collections::HashSet<String>,
+    index: usize,
+}
+
+impl EntryParser {
+    /// Takes the next entry; an error once there are more than [`MAX_PEER_ENTRIES`].
+    pub fn push(&mut self, entry: &Value) -> Result<(), String> {
+        let index = self.index;
+        if index >= MAX_PEER_ENTRIES {
+            return Err(format!(
+                "more than {MAX_PEER_ENTRIES} peer entries (the most one list may hold)"
+            ));
+        }
+        self.index += 1;
         match Peer::from_entry(index, entry) {
-            Ok(peer) if !seen.insert(peer.id.clone()) => errors.push(PeerEntryError {
+            Ok(peer) if !self.seen.insert(peer.id.clone()) => self.rejected.push(PeerEntryError {
                 index,
                 id: format!(" (id {})", peer.id),
                 reason: "duplicate id; the first entry with this id is kept".into(),
             }),
-            Ok(peer) => peers.push(peer),
-            Err(e) => errors.push(e),
+            Ok(peer) => self.peers.push(peer),
+            Err(e) => self.rejected.push(e),
         }
+        Ok(())
     }
-    (peers, errors)
+
+    /// The good peers and the rejected entries.
+    pub fn entries(self) -> (Vec<Peer>, Vec<PeerEntryError>) {
+        (self.peers, self.rejected)
+    }
+
+    /// Like [`EntryParser::entries`], but a list in which no entry is valid is refused as a
+    /// whole: it would replace the stored list with nothing.
+    pub fn list(self) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
+        if self.peers.is_empty() && !self.rejected.is_empty() {
+            return Err(format!(
+                "none of the {} peer entries is valid; first problem: {}",
+                self.rejected.len(),
+                self.rejected[0]
+            ));
+        }
+        Ok(self.entries())
+    }
 }
 
-/// Like [`parse_peer_entries`], but a list in which no entry is valid is refused as a whole:
-/// it would replace the stored list with nothing.
-pub fn parse_peer_list(entries: &[Value]) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
-    let (peers, rejected) = parse_peer_entries(entries);
-    if peers.is_empty() && !rejected.is_empty() {
-        return Err(format!(
-            "none of the {} peer entries is valid; first problem: {}",
-            rejected.len(),
-            rejected[0]
-        ));
+/// Parses a list of peer entries (see [`EntryParser`]); entries past the limit are rejected.
+pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>) {
+    let mut parser = EntryParser::default();
+    for entry in entries {
+        if parser.push(entry).is_err() {
+            break;
+        }
     }
-    Ok((peers, rejected))
+    parser.entries()
+}
+
+/// A whole list of peer entries: refused when it is too long or no entry is valid.
+pub fn parse_peer_list(entries: &[Value]) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
+    let mut parser = EntryParser::default();
+    for entry in entries {
+        parser.push(entry)?;
+    }
+    parser.list()
 }
 
 /// Where a stored peer list came from.
@@ -341,6 +404,11 @@ pub struct JobRun {
     pub error: Option<String>,
 }
 
+/// RFC 3339 with milliseconds and `Z`: how every time is written in JSON answers.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +434,44 @@ mod tests {
         .unwrap();
         assert!(!p.is_supported());
         assert_eq!(p.name, "http://h:1");
+    }
+
+    #[test]
+    fn over_long_fields_reject_the_entry() {
+        let base = json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
+        for (field, len, limit) in [
+            ("protocol", MAX_PROTOCOL_BYTES + 1, MAX_PROTOCOL_BYTES),
+            (
+                "network_name",
+                MAX_NETWORK_NAME_BYTES + 1,
+                MAX_NETWORK_NAME_BYTES,
+            ),
+            ("network_secret", MAX_SECRET_BYTES + 1, MAX_SECRET_BYTES),
+        ] {
+            let mut e = base.clone();
+            e[field] = json!("a".repeat(len));
+            let err = Peer::from_entry(3, &e).unwrap_err();
+            assert_eq!(err.index, 3);
+            assert!(
+                err.reason.contains(field) && err.reason.contains(&limit.to_string()),
+                "{err}"
+            );
+            // At the limit it is accepted.
+            e[field] = json!("a".repeat(limit));
+            assert!(Peer::from_entry(3, &e).is_ok(), "{field} at its limit");
+        }
+    }
+
+    #[test]
+    fn a_list_over_the_entry_limit_is_refused_whole() {
+        let entry =
+            json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
+        let mut parser = EntryParser::default();
+        for _ in 0..MAX_PEER_ENTRIES {
+            parser.push(&entry).unwrap();
+        }
+        let err = parser.push(&entry).unwrap_err();
+        assert!(err.contains("more than 100000"), "{err}");
     }
 
     #[test]

@@ -4,9 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -20,6 +19,8 @@ pub struct Runner {
     running: Arc<Mutex<HashSet<JobName>>>,
     // Number of runs in progress, for a bounded drain at shutdown.
     active: Arc<watch::Sender<usize>>,
+    // Set once to stop every run in progress (run-job on SIGTERM, serve past its drain).
+    interrupt: Arc<watch::Sender<Option<&'static str>>>,
     // Runs by this process, by job and outcome (the metrics' counters).
     counts: Arc<Mutex<HashMap<(JobName, Outcome), u64>>>,
 }
@@ -30,6 +31,7 @@ impl Runner {
             ctx,
             running: Arc::default(),
             active: Arc::new(watch::channel(0).0),
+            interrupt: Arc::new(watch::channel(None).0),
             counts: Arc::default(),
         }
     }
@@ -40,12 +42,32 @@ impl Runner {
 
     /// Runs `job` now and returns its record. Errors only when the store cannot record it.
     pub async fn run(&self, job: JobName, trigger: Trigger) -> Result<JobRun, StoreError> {
-        let work = jobs::run(job, self.ctx.clone());
-        self.execute(job, trigger, job.spec().timeout, work).await
+        self.run_within(job, trigger, job.spec().timeout).await
+    }
+
+    /// [`Runner::run`] with another timeout than the spec's (tests make it short).
+    pub async fn run_within(
+        &self,
+        job: JobName,
+        trigger: Trigger,
+        timeout: Duration,
+    ) -> Result<JobRun, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let work = jobs::run(job, self.ctx.clone(), deadline);
+        self.execute(job, trigger, timeout, work).await
+    }
+
+    /// Stops every run in progress: each is recorded `interrupted` with `why`, and no new run
+    /// starts. For `run-job` on SIGTERM and for `serve` when its drain runs out.
+    pub fn interrupt(&self, why: &'static str) {
+        self.interrupt.send_replace(Some(why));
     }
 
     /// Runs `work` as a run of `job`: the recording, overlap, timeout and panic handling of
     /// [`Runner::run`], for any work (the tests give it work that panics or hangs).
+    ///
+    /// The run's whole life (claim, records, work) is a task of its own: a caller that goes
+    /// away (an HTTP client that disconnects) changes nothing about it.
     pub(crate) async fn execute<F>(
         &self,
         job: JobName,
@@ -56,8 +78,31 @@ impl Runner {
     where
         F: std::future::Future<Output = jobs::JobResult> + Send + 'static,
     {
+        let this = self.clone();
+        let life = tokio::spawn(async move { this.live(job, trigger, timeout, work).await });
+        match life.await {
+            Ok(recorded) => recorded,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Corrupt {
+                what: format!("run of {job}"),
+                detail: format!("the run's task ended: {e}"),
+            }),
+        }
+    }
+
+    async fn live<F>(
+        &self,
+        job: JobName,
+        trigger: Trigger,
+        timeout: Duration,
+        work: F,
+    ) -> Result<JobRun, StoreError>
+    where
+        F: std::future::Future<Output = jobs::JobResult> + Send + 'static,
+    {
         let store = &self.ctx.store;
-        let started_at = Utc::now();
+        let clock = &self.ctx.clock;
+        let started_at = clock.now();
         let claimed = self
             .running
             .lock()
@@ -87,6 +132,22 @@ impl Runner {
         };
         self.active.send_modify(|n| *n += 1);
         let _active = ActiveGuard(&self.active);
+        let mut interrupted = self.interrupt.subscribe();
+        if let Some(why) = *interrupted.borrow() {
+            let run = JobRun {
+                id: store.next_run_id()?,
+                job: job.as_str().into(),
+                trigger,
+                started_at,
+                duration_ms: 0,
+                outcome: Outcome::Skipped,
+                summary: json!({}),
+                error: Some(format!("not started: {why}")),
+            };
+            store.put_run(&run)?;
+            self.count(job, Outcome::Skipped);
+            return Ok(run);
+        }
 
         let mut run = store.start_run(JobRun {
             id: 0,
@@ -102,51 +163,60 @@ impl Runner {
         store.flush().await?;
         tracing::info!(job = %job, run = run.id, trigger = trigger.as_str(), "job started");
 
-        let clock = Instant::now();
+        let began = clock.instant();
         let handle = tokio::spawn(work);
         let abort = handle.abort_handle();
-        let result = match tokio::time::timeout(timeout, handle).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) if e.is_panic() => Err(jobs::JobFailure::new(
-                format!("the job panicked: {}", panic_message(e.into_panic())),
-                json!({}),
-            )),
-            Ok(Err(e)) => Err(jobs::JobFailure::new(
-                format!("the job was cancelled: {e}"),
-                json!({}),
-            )),
-            Err(_) => {
-                abort.abort();
-                Err(jobs::JobFailure::new(
-                    format!(
-                        "timed out after {}s (timeout in jobs/{job}.toml)",
-                        timeout.as_secs()
-                    ),
+        let result = tokio::select! {
+            finished = tokio::time::timeout(timeout, handle) => match finished {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) if e.is_panic() => Ok(Err(jobs::JobFailure::new(
+                    format!("the job panicked: {}", panic_message(e.into_panic())),
                     json!({}),
-                ))
+                ))),
+                Ok(Err(e)) => Ok(Err(jobs::JobFailure::new(
+                    format!("the job was cancelled: {e}"),
+                    json!({}),
+                ))),
+                Err(_) => {
+                    abort.abort();
+                    Ok(Err(jobs::JobFailure::new(
+                        format!(
+                            "timed out after {}s (timeout in jobs/{job}.toml)",
+                            timeout.as_secs()
+                        ),
+                        json!({}),
+                    )))
+                }
+            },
+            why = interrupted.wait_for(Option::is_some) => {
+                abort.abort();
+                Err(why.ok().and_then(|w| *w).unwrap_or("interrupted"))
             }
         };
-        run.duration_ms = clock.elapsed().as_millis() as u64;
+        run.duration_ms = clock.instant().saturating_duration_since(began).as_millis() as u64;
         match result {
-            Ok(summary) => {
+            Ok(Ok(summary)) => {
                 run.outcome = Outcome::Ok;
                 run.summary = summary;
                 tracing::info!(job = %job, run = run.id, duration_ms = run.duration_ms, summary = %brief(&run.summary), "job ok");
             }
-            Err(failure) => {
+            Ok(Err(failure)) => {
                 run.outcome = Outcome::Failed;
                 run.summary = failure.summary;
                 tracing::warn!(job = %job, run = run.id, duration_ms = run.duration_ms, error = %failure.error, "job failed");
                 run.error = Some(failure.error);
             }
+            Err(why) => {
+                run.outcome = Outcome::Interrupted;
+                tracing::warn!(job = %job, run = run.id, duration_ms = run.duration_ms, "job interrupted: {why}");
+                run.error = Some(format!("interrupted: {why}"));
+            }
         }
         store.put_run(&run)?;
-        // Bounded job-run history: every so often, this job's oldest runs go.
-        if run.id % 50 == 0 {
-            if let Err(e) = store.prune_runs(job.as_str(), Utc::now(), &self.ctx.settings.retention)
-            {
-                tracing::warn!(job = %job, "pruning old runs failed: {e}");
-            }
+        // Bounded job-run history, on this job's own cadence: its runs past the count or the
+        // age go at the end of each of its runs (a handful of key reads when there are none).
+        if let Err(e) = store.prune_runs(job.as_str(), clock.now(), &self.ctx.settings.retention) {
+            tracing::warn!(job = %job, "pruning old runs failed: {e}");
         }
         store.flush().await?;
         self.count(job, run.outcome);
@@ -368,5 +438,114 @@ mod tests {
             r.counts(JobName::ProbeSweep),
             vec![(Outcome::Ok, 1), (Outcome::Skipped, 1)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_caller_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let caller = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.execute(
+                    JobName::PeerFetch,
+                    Trigger::Api,
+                    Duration::from_secs(10),
+                    async move {
+                        let _ = go_rx.await;
+                        Ok(json!({"done": true}))
+                    },
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The HTTP client went away: its handler future is dropped mid-run.
+        caller.abort();
+        let _ = caller.await;
+        let _ = go_tx.send(());
+        assert!(r.drain(Duration::from_secs(5)).await, "the run never ended");
+        let run = r.context().store.last_run("peer-fetch").unwrap().unwrap();
+        assert_eq!(run.outcome, Outcome::Ok, "{run:?}");
+        assert_eq!(run.summary, json!({"done": true}));
+        // The overlap claim was released: the job runs again.
+        let again = r
+            .execute(
+                JobName::PeerFetch,
+                Trigger::Cli,
+                Duration::from_secs(5),
+                async { Ok(json!({})) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::Ok);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_run_is_recorded_and_no_new_one_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let running = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.execute(
+                    JobName::ProbeSweep,
+                    Trigger::Cli,
+                    Duration::from_secs(30),
+                    std::future::pending(),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.interrupt("SIGTERM");
+        let run = tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the interrupted run ends")
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.outcome, Outcome::Interrupted);
+        assert_eq!(run.error.as_deref(), Some("interrupted: SIGTERM"));
+        assert_eq!(
+            r.context().store.last_run("probe-sweep").unwrap().unwrap(),
+            run
+        );
+        let next = r
+            .execute(
+                JobName::PeerFetch,
+                Trigger::Schedule,
+                Duration::from_secs(5),
+                async { Ok(json!({})) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.outcome, Outcome::Skipped, "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn every_job_prunes_its_own_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            data_dir: Some(dir.path().to_path_buf()),
+            runs_keep: Some("3".into()),
+            ..Options::default()
+        };
+        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
+        let store = Store::open(dir.path(), "test").unwrap();
+        let r = Runner::new(JobContext::new(store.clone(), settings));
+        // Interleaved as the scheduler runs them: ids of one job never hit a shared modulus.
+        for _ in 0..20 {
+            for job in JobName::ALL {
+                r.execute(job, Trigger::Schedule, Duration::from_secs(5), async {
+                    Ok(json!({}))
+                })
+                .await
+                .unwrap();
+            }
+        }
+        for job in JobName::ALL {
+            assert_eq!(store.runs(job.as_str(), 100).unwrap().len(), 3, "{job}");
+        }
     }
 }

@@ -19,6 +19,8 @@ use crate::store::Store;
 
 /// How long running jobs get to finish at shutdown.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
+/// How long interrupted runs get to record themselves, after the drain.
+const INTERRUPT_BOUND: Duration = Duration::from_secs(2);
 /// How long the `Offline` report may take at shutdown.
 const OFFLINE_BOUND: Duration = Duration::from_secs(5);
 
@@ -28,7 +30,7 @@ pub async fn run(
     store: Store,
     listener: TcpListener,
     no_schedule: bool,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future,
 ) -> anyhow::Result<()> {
     if settings.peer_source == crate::config::PeerSource::None {
         tracing::warn!(
@@ -112,7 +114,13 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     if !runner.drain(DRAIN_BOUND).await {
-        tracing::warn!("jobs still running after {DRAIN_BOUND:?}; they are recorded as interrupted at the next start");
+        tracing::warn!("jobs still running after {DRAIN_BOUND:?}; stopping them");
+        runner.interrupt("serve shut down before the run finished");
+        if !runner.drain(INTERRUPT_BOUND).await {
+            tracing::warn!(
+                "jobs still running; they are recorded as interrupted at the next start"
+            );
+        }
     }
     if settings.backend.is_some() {
         match tokio::time::timeout(OFFLINE_BOUND, status_report::send_offline(&ctx)).await {
@@ -133,20 +141,27 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn signal() {
+/// Resolves on SIGTERM or SIGINT, with the signal's name. SIGHUP is logged and ignored
+/// (there is no configuration reload; restart to apply changes), so a closed terminal or a
+/// `systemctl reload` does not end the process.
+pub async fn signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
+    let hup = signal(SignalKind::hangup());
+    match (term, int, hup) {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => tracing::info!(
+                    "SIGHUP ignored: there is no configuration reload; restart to apply changes"
+                ),
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The store: one sled database in the data directory. The only module that uses sled.
 //!
-//! Layout (trees): `meta` (schema version, latest sweep, pending report, roll-up frontiers),
+//! Layout (trees): `meta` (schema version, latest sweep, roll-up frontiers),
 //! `peers` (the peer list and its roster, each under one key so they are replaced atomically),
 //! `slots` (peer id → its slot in history rows), `raw`, `minute` (history rows, see
 //! src/history.rs), `runs` (job + run id → run record). A second database,
@@ -99,6 +99,10 @@ struct Inner {
     hour: sled::Tree,
     day: sled::Tree,
     runs: sled::Tree,
+    /// A flush ran out of time: sled will never finish it, so no later flush is waited for.
+    stalled: std::sync::atomic::AtomicBool,
+    /// The last flush failed (a write error): the store cannot be written now.
+    flush_failed: std::sync::atomic::AtomicBool,
     // Held for the lifetime of the store: the flock is released when this closes.
     _lock: File,
 }
@@ -115,9 +119,10 @@ const KEY_SCHEMA: &[u8] = b"schema_version";
 /// `<data-dir>/schema`: written once the store is set up, outside the database.
 const SCHEMA_MARKER: &str = "schema";
 const KEY_SWEEP: &[u8] = b"last_sweep";
-const KEY_PENDING: &[u8] = b"pending_report";
 const KEY_PEERS: &[u8] = b"current";
 const KEY_ROSTER: &[u8] = b"roster";
+const KEY_HISTORY_TIME: &[u8] = b"history_time";
+const KEY_JUMP_PENDING: &[u8] = b"jump_pending";
 const KEY_NEXT_SLOT: &[u8] = b"next_slot";
 const KEY_LATEST_ROW: &[u8] = b"latest_row";
 
@@ -142,6 +147,18 @@ pub struct Maintenance {
     pub pruned: usize,
     /// Damaged chunks left out of a roll-up.
     pub skipped: usize,
+    /// Nothing was done: the clock is ahead of the history by more than the bound, and is
+    /// trusted only once the next sweep confirms it.
+    pub held: bool,
+    /// Raw rows dropped that a clock once ahead had filed in the future.
+    pub dropped_future: usize,
+}
+
+/// How `maintain` takes the time it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeVerdict {
+    Trusted,
+    Held,
 }
 
 /// One entry of a history row.
@@ -302,6 +319,8 @@ impl Store {
                 runs: db.open_tree("runs").map_err(db_err)?,
                 db,
                 path: dir.to_path_buf(),
+                stalled: Default::default(),
+                flush_failed: Default::default(),
                 _lock: lock,
             }),
         };
@@ -465,6 +484,13 @@ impl Store {
     /// Bounded: after a write error (a full disk) sled's flush never completes, so waiting
     /// longer than [`FLUSH_BOUND`] is reported as a stalled store instead of hanging.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.stalled.load(Ordering::SeqCst) {
+            // Fail fast: the first stalled flush is still hanging and always will.
+            return Err(StoreError::Stalled {
+                path: self.inner.path.clone(),
+            });
+        }
         // The archive first: minute rows are pruned in the main database only once their hour
         // row is in the archive, so that order never loses a minute.
         let both = async {
@@ -472,8 +498,14 @@ impl Store {
             self.inner.db.flush_async().await
         };
         match tokio::time::timeout(FLUSH_BOUND, both).await {
-            Ok(done) => done.map(|_| ()).map_err(|e| self.err(e)),
+            Ok(done) => {
+                self.inner
+                    .flush_failed
+                    .store(done.is_err(), Ordering::SeqCst);
+                done.map(|_| ()).map_err(|e| self.err(e))
+            }
             Err(_) => {
+                self.inner.stalled.store(true, Ordering::SeqCst);
                 // sled flushes again when its last handle drops, and that would hang the same
                 // way: one leaked handle keeps it from ever trying, so the process can report the
                 // error and end.
@@ -486,7 +518,23 @@ impl Store {
         }
     }
 
+    /// Whether writes reach the disk: false once a flush failed or stalled (a full disk), until
+    /// a flush succeeds again (a stalled one never does: the process must restart).
+    pub fn writable(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        !self.inner.stalled.load(Ordering::SeqCst)
+            && !self.inner.flush_failed.load(Ordering::SeqCst)
+    }
+
     // ---- peer list ----
+
+    /// Whether a peer list was ever stored (without reading it).
+    pub fn has_peer_list(&self) -> Result<bool, StoreError> {
+        self.inner
+            .peers
+            .contains_key(KEY_PEERS)
+            .map_err(|e| self.err(e))
+    }
 
     pub fn peer_list(&self) -> Result<Option<PeerList>, StoreError> {
         get_json(&self.inner.peers, KEY_PEERS, "peer list").map_err(|e| self.map(e))
@@ -495,9 +543,18 @@ impl Store {
     /// Replaces the peer list and its roster in one transaction. New peers get a slot (a peer
     /// that comes back gets its old one); peers that left keep theirs while their history
     /// lasts. Returns (added, removed).
+    /// A list equal to the stored one is not written again (a fetch every minute of the same
+    /// list costs a read, not a rewrite).
     pub fn replace_peer_list(&self, list: &PeerList) -> Result<(usize, usize), StoreError> {
         let old = self.roster()?;
-        let now = Utc::now().timestamp_millis();
+        if let Some(stored) = self.peer_list()? {
+            // (A list stored without its roster, as schema 1 left it, still gets one.)
+            let rostered = old.len() == list.peers.len();
+            if rostered && stored.source == list.source && stored.peers == list.peers {
+                return Ok((0, 0));
+            }
+        }
+        let now = list.fetched_at.timestamp_millis();
         let mut next = self.next_slot()?;
         let mut roster = Vec::with_capacity(list.peers.len());
         let mut changed: Vec<(String, SlotEntry)> = Vec::new();
@@ -770,10 +827,16 @@ impl Store {
     /// past its retention, as of `now`. The sweep calls it after recording; its cost is the rows
     /// it rolls up or deletes (normally one raw row, and one row per level when a minute,
     /// hour or day ends), never a scan of what stays.
+    ///
+    /// `jump_bound` guards against a wall clock that jumped ahead: a `now` more than that ahead
+    /// of the history's own time acts on nothing; the next call confirms it (the clock stayed
+    /// there: a real step, or a long stop) or the clock came back, and either way maintenance
+    /// resumes then, one sweep later.
     pub fn maintain(
         &self,
         now: DateTime<Utc>,
         keep: &Retention,
+        jump_bound: chrono::Duration,
     ) -> Result<Maintenance, StoreError> {
         let now_ms = now.timestamp_millis();
         let mut done = Maintenance::default();
@@ -781,6 +844,12 @@ impl Store {
         if now_ms < self.frontier(Level::Minute)?.unwrap_or(i64::MIN) {
             return Ok(done);
         }
+        let bound_ms = jump_bound.num_milliseconds().max(0);
+        if self.judge_time(now_ms, bound_ms)? == TimeVerdict::Held {
+            done.held = true;
+            return Ok(done);
+        }
+        done.dropped_future = self.drop_future_raw(now_ms.saturating_add(bound_ms))?;
         for level in Level::ROLLUPS {
             let made = self.roll_up(level, now_ms, &mut done.skipped)?;
             // Once a day: slots of peers whose history has all aged out.
@@ -810,6 +879,84 @@ impl Store {
             done.pruned += self.prune_level(level, cutoff)?;
         }
         Ok(done)
+    }
+
+    /// Takes `now` as the history's time, or holds it: see [`Store::maintain`]. The history's
+    /// time (`meta/history_time`) is the newest time maintenance acted on.
+    fn judge_time(&self, now_ms: i64, bound_ms: i64) -> Result<TimeVerdict, StoreError> {
+        let read = |key: &[u8]| -> Result<Option<i64>, StoreError> {
+            let v = self.inner.meta.get(key).map_err(|e| self.err(e))?;
+            Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(i64::from_be_bytes))
+        };
+        let history = read(KEY_HISTORY_TIME)?;
+        let pending = read(KEY_JUMP_PENDING)?;
+        let trusted = match history {
+            None => true,
+            Some(h) if now_ms <= h.saturating_add(bound_ms) => true,
+            // The jump seen last time, still in force: the clock really is there now.
+            Some(h) => match pending {
+                Some(p) if now_ms >= p && now_ms - p <= bound_ms => {
+                    tracing::warn!(
+                        ahead_s = (now_ms - h) / 1000,
+                        "the clock stayed ahead of the stored history; history maintenance follows it"
+                    );
+                    true
+                }
+                _ => false,
+            },
+        };
+        let mut batch = sled::Batch::default();
+        if trusted {
+            batch.insert(
+                KEY_HISTORY_TIME,
+                &history.unwrap_or(now_ms).max(now_ms).to_be_bytes(),
+            );
+            batch.remove(KEY_JUMP_PENDING);
+        } else {
+            tracing::warn!(
+                ahead_s = (now_ms - history.unwrap_or(now_ms)) / 1000,
+                "the clock jumped ahead of the stored history; no roll-up or pruning until the next sweep confirms it"
+            );
+            batch.insert(KEY_JUMP_PENDING, &now_ms.to_be_bytes());
+        }
+        self.inner
+            .meta
+            .apply_batch(batch)
+            .map_err(|e| self.err(e))?;
+        Ok(if trusted {
+            TimeVerdict::Trusted
+        } else {
+            TimeVerdict::Held
+        })
+    }
+
+    /// Deletes raw rows filed after `after` (by a clock that was ahead and came back); they
+    /// would otherwise be rolled into a minute far in the future. Returns how many rows went.
+    fn drop_future_raw(&self, after: i64) -> Result<usize, StoreError> {
+        let newest = self.newest_raw_ms()?;
+        let mut batch = sled::Batch::default();
+        let mut rows = std::collections::HashSet::new();
+        for key in self.inner.raw.range(row_key(after, 0)..).keys() {
+            let key = key.map_err(|e| self.err(e))?;
+            if let Some((at, _)) = parse_row_key(&key) {
+                // The latest results stay, wherever they are.
+                if Some(at) == newest {
+                    continue;
+                }
+                rows.insert(at);
+            }
+            batch.remove(key);
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        tracing::warn!(
+            rows = rows.len(),
+            "dropped raw history rows filed in the future by a clock that was ahead"
+        );
+        self.inner.raw.apply_batch(batch).map_err(|e| self.err(e))?;
+        Ok(rows.len())
     }
 
     /// Makes the `level` rows for every finished bucket since the level's frontier.
@@ -1111,10 +1258,12 @@ impl Store {
                 batch.remove(k);
             }
         }
-        self.inner
-            .runs
-            .apply_batch(batch)
-            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            self.inner
+                .runs
+                .apply_batch(batch)
+                .map_err(|e| self.err(e))?;
+        }
         Ok(n)
     }
 
@@ -1143,32 +1292,6 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             self.inner.db.flush().map_err(|e| self.err(e))?;
         }
-        Ok(())
-    }
-
-    // ---- pending status report ----
-
-    pub fn pending_report(&self) -> Result<Option<serde_json::Value>, StoreError> {
-        get_json(&self.inner.meta, KEY_PENDING, "pending report").map_err(|e| self.map(e))
-    }
-
-    pub fn set_pending_report(&self, report: &serde_json::Value) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(report).map_err(|e| corrupt("pending report", e))?;
-        self.inner
-            .meta
-            .insert(KEY_PENDING, bytes)
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// Clears the pending report if it is still `delivered` (a newer one stays).
-    pub fn clear_pending_report(&self, delivered: &serde_json::Value) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(delivered).map_err(|e| corrupt("pending report", e))?;
-        self.inner
-            .meta
-            .compare_and_swap(KEY_PENDING, Some(bytes), None as Option<&[u8]>)
-            .map_err(|e| self.err(e))?
-            .ok();
         Ok(())
     }
 
@@ -1309,6 +1432,8 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// For tests of roll-ups over simulated gaps: no clock-jump guard.
+    const UNBOUNDED: Duration = Duration::days(100_000);
     use crate::model::{ListSource, Peer, Trigger};
     use chrono::Duration;
 
@@ -1399,7 +1524,7 @@ mod tests {
             let results = vec![("a".to_string(), a), ("b".to_string(), b)];
             let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
             s.record_sweep(&results, &summary).unwrap();
-            s.maintain(at, keep).unwrap();
+            s.maintain(at, keep, UNBOUNDED).unwrap();
         }
         (at, expected)
     }
@@ -1465,7 +1590,7 @@ mod tests {
         s.replace_peer_list(&list(&["a"])).unwrap();
         assert!(s.slot("b").unwrap().is_some());
         let later = last + Duration::days(402);
-        s.maintain(later, &keep).unwrap();
+        s.maintain(later, &keep, UNBOUNDED).unwrap();
         let size = s.history_size();
         assert_eq!(
             size.iter().map(|(_, rows, _)| *rows).collect::<Vec<_>>(),
@@ -1474,6 +1599,38 @@ mod tests {
         );
         assert!(s.slot("b").unwrap().is_none());
         assert!(s.slot("a").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_clock_jump_ahead_is_held_for_one_sweep_then_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        s.replace_peer_list(&list(&["a"])).unwrap();
+        let keep = Retention::default();
+        let bound = Duration::hours(1);
+        let t0 = from_millis(Level::Hour.floor(Utc::now().timestamp_millis())) - Duration::hours(3);
+        let sweep = |at: DateTime<Utc>| {
+            let results = vec![("a".to_string(), result(true, at))];
+            s.record_sweep(&results, &SweepSummary::from_results(at, [&results[0].1]))
+                .unwrap();
+            s.maintain(at, &keep, bound).unwrap()
+        };
+        for i in 0..6 {
+            assert!(!sweep(t0 + Duration::minutes(10 * i)).held);
+        }
+        // Two days ahead (a real step, or the process was stopped that long): held once...
+        let step = t0 + Duration::days(2);
+        assert!(sweep(step).held);
+        // ...and followed once the next sweep confirms it.
+        let done = sweep(step + Duration::minutes(1));
+        assert!(!done.held && done.rolled_up > 0, "{done:?}");
+        // A single reading far ahead, then the clock is right again: the row it filed in the
+        // future goes, nothing was acted on as of it.
+        let right = step + Duration::minutes(2);
+        assert!(sweep(right + Duration::days(30)).held);
+        let done = sweep(right + Duration::minutes(1));
+        assert!(!done.held, "{done:?}");
+        assert_eq!(done.dropped_future, 1, "{done:?}");
     }
 
     #[test]
@@ -1496,7 +1653,7 @@ mod tests {
             )
             .unwrap();
         let done = s
-            .maintain(t0 + Duration::minutes(5), &Retention::default())
+            .maintain(t0 + Duration::minutes(5), &Retention::default(), UNBOUNDED)
             .unwrap();
         assert_eq!(done.skipped, 1);
         let slot = s.slot("a").unwrap().unwrap();
@@ -1524,7 +1681,7 @@ mod tests {
             let results = vec![("a".to_string(), result(true, at))];
             s.record_sweep(&results, &SweepSummary::from_results(at, [&results[0].1]))
                 .unwrap();
-            s.maintain(at, &keep).unwrap();
+            s.maintain(at, &keep, UNBOUNDED).unwrap();
         };
         for i in 0..10 {
             sweep(t0 + Duration::seconds(30 * i));
@@ -1542,7 +1699,7 @@ mod tests {
         // ...then is right again: every check is counted, none twice.
         sweep(t0 + Duration::minutes(10));
         let later = t0 + Duration::minutes(12);
-        s.maintain(later, &keep).unwrap();
+        s.maintain(later, &keep, UNBOUNDED).unwrap();
         let slot = s.slot("a").unwrap().unwrap();
         let all = s
             .collect(
@@ -1784,20 +1941,6 @@ mod tests {
         let db = sled::open(other.path().join("db")).unwrap();
         assert_eq!(db.open_tree("somebody-else").unwrap().len(), 1);
     }
-
-    #[test]
-    fn pending_report_is_cleared_only_if_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), "t").unwrap();
-        let a = serde_json::json!({"status": "Online", "n": 1});
-        let b = serde_json::json!({"status": "Online", "n": 2});
-        s.set_pending_report(&a).unwrap();
-        s.set_pending_report(&b).unwrap();
-        s.clear_pending_report(&a).unwrap();
-        assert_eq!(s.pending_report().unwrap(), Some(b.clone()));
-        s.clear_pending_report(&b).unwrap();
-        assert_eq!(s.pending_report().unwrap(), None);
-    }
 }
 
 #[cfg(test)]
@@ -1810,7 +1953,7 @@ mod damage_tests {
             let dir = tempfile::tempdir().unwrap();
             {
                 let s = Store::open(dir.path(), "t").unwrap();
-                s.set_pending_report(&serde_json::json!({"x": 1})).unwrap();
+                s.inner.meta.insert(b"x", b"1".to_vec()).unwrap();
                 s.inner.db.flush().unwrap();
             }
             let path = dir.path().join("db").join(victim);

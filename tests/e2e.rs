@@ -15,6 +15,8 @@ mod faults;
 mod probe_verdicts;
 #[path = "e2e/processes.rs"]
 mod processes;
+#[path = "e2e/truth.rs"]
+mod truth;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -37,6 +39,7 @@ fn main() {
     trials.extend(contract::trials());
     trials.extend(processes::trials());
     trials.extend(faults::trials());
+    trials.extend(truth::trials());
     trials.push(
         trial("faults::full_disk_then_space_returns", faults::full_disk)
             .with_ignored_flag(mounts.is_err()),

@@ -141,7 +141,9 @@ async fn eight_days_of_1000_peers_every_5s_reach_a_plateau_under_256_mb() {
             let results = sweep(&mut rng, &list, at);
             let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
             store.record_sweep(&results, &summary).unwrap();
-            let done = store.maintain(at, &keep).unwrap();
+            let done = store
+                .maintain(at, &keep, chrono::Duration::hours(1))
+                .unwrap();
             assert_eq!(done.skipped, 0);
             record_run(&store, at, &results, &keep);
         }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::BackendClient;
+use crate::clock::SharedClock;
 use crate::config::{parse_duration, Settings};
 use crate::store::Store;
 
@@ -87,6 +88,31 @@ pub enum Schedule {
     Every(Duration),
     /// Six fields, with seconds.
     Cron(String),
+}
+
+impl Schedule {
+    /// The time between runs: the interval, or for a cron schedule the gap between its next two
+    /// ticks after `now`.
+    pub fn period(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        match self {
+            Schedule::Every(d) => *d,
+            Schedule::Cron(cron) => {
+                let parsed = croner::parser::CronParser::builder()
+                    .seconds(croner::parser::Seconds::Required)
+                    .dom_and_dow(true)
+                    .build()
+                    .parse(cron);
+                let mut ticks = match &parsed {
+                    Ok(c) => c.iter_after(now),
+                    Err(_) => return Duration::from_secs(60),
+                };
+                match (ticks.next(), ticks.next()) {
+                    (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(60)),
+                    _ => Duration::from_secs(60),
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Schedule {
@@ -164,12 +190,88 @@ pub fn effective_schedule(job: JobName, settings: &Settings) -> Schedule {
     override_.map(Schedule::Every).unwrap_or(spec.schedule)
 }
 
+/// Sweeps missed in a row after which the probe is stale: `/health` 503, reports `Offline`.
+pub const STALE_AFTER_SWEEPS: u32 = 3;
+
+/// Whether the probe is probing, judged from its newest sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The newest sweep is within [`STALE_AFTER_SWEEPS`] sweep intervals.
+    Fresh,
+    /// No peer list yet (first start with the backend down): nothing to probe, and a restart
+    /// would not help.
+    NoPeerList,
+    /// No sweep for longer than the limit (counted from `since` before the first sweep).
+    Stale {
+        last_sweep_at: Option<chrono::DateTime<chrono::Utc>>,
+        limit: Duration,
+    },
+}
+
+impl Freshness {
+    /// Judges the newest sweep at `last_sweep_at` at `now`, with sweeps every `period`; before
+    /// the first sweep the age counts from `since` (the process's start).
+    pub fn judge(
+        last_sweep_at: Option<chrono::DateTime<chrono::Utc>>,
+        has_peer_list: bool,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+        period: Duration,
+    ) -> Freshness {
+        if last_sweep_at.is_none() && !has_peer_list {
+            return Freshness::NoPeerList;
+        }
+        let limit = period * STALE_AFTER_SWEEPS;
+        let age = now - last_sweep_at.unwrap_or(since);
+        if age > chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX) {
+            Freshness::Stale {
+                last_sweep_at,
+                limit,
+            }
+        } else {
+            Freshness::Fresh
+        }
+    }
+
+    /// What is wrong, for `/health` and the log; `None` when fresh.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Freshness::Fresh => None,
+            Freshness::NoPeerList => Some(
+                "no peer list yet: peer-fetch has not succeeded, so there is nothing to probe"
+                    .into(),
+            ),
+            Freshness::Stale {
+                last_sweep_at: Some(at),
+                limit,
+            } => Some(format!(
+                "no probe sweep since {} (more than {}s, {STALE_AFTER_SWEEPS} sweep intervals): \
+                 the probe is not probing",
+                crate::model::rfc3339(*at),
+                limit.as_secs()
+            )),
+            Freshness::Stale {
+                last_sweep_at: None,
+                limit,
+            } => Some(format!(
+                "no probe sweep in the {}s ({STALE_AFTER_SWEEPS} sweep intervals) since start: \
+                 the probe is not probing",
+                limit.as_secs()
+            )),
+        }
+    }
+}
+
 /// Everything a job may use. Cheap to clone.
 #[derive(Clone)]
 pub struct JobContext {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub backend: Option<BackendClient>,
+    /// The one clock jobs, the runner, the scheduler and the API read.
+    pub clock: SharedClock,
+    /// When this process started (before its first sweep, staleness counts from here).
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl JobContext {
@@ -179,7 +281,31 @@ impl JobContext {
             store,
             settings,
             backend,
+            clock: SharedClock::system(),
+            started_at: chrono::Utc::now(),
         }
+    }
+
+    /// The same context on another clock (tests jump it).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.started_at = clock.now();
+        self.clock = clock;
+        self
+    }
+
+    /// Whether the probe is probing: the newest sweep against the sweep schedule in force.
+    pub fn freshness(&self) -> Result<Freshness, crate::store::StoreError> {
+        let last = self.store.last_sweep()?.map(|s| s.at);
+        let has_list = self.store.has_peer_list()?;
+        let now = self.clock.now();
+        let period = effective_schedule(JobName::ProbeSweep, &self.settings).period(now);
+        Ok(Freshness::judge(
+            last,
+            has_list,
+            self.started_at,
+            now,
+            period,
+        ))
     }
 }
 
@@ -201,11 +327,11 @@ impl JobFailure {
 
 pub type JobResult = Result<Value, JobFailure>;
 
-/// Runs `job` once in `ctx`.
-pub async fn run(job: JobName, ctx: JobContext) -> JobResult {
+/// Runs `job` once in `ctx`; the runner stops it at `deadline`.
+pub async fn run(job: JobName, ctx: JobContext, deadline: tokio::time::Instant) -> JobResult {
     match job {
         JobName::PeerFetch => peer_fetch::run(&ctx).await,
-        JobName::ProbeSweep => probe_sweep::run(&ctx).await,
+        JobName::ProbeSweep => probe_sweep::run(&ctx, deadline).await,
         JobName::StatusReport => status_report::run(&ctx).await,
     }
 }
@@ -245,6 +371,47 @@ mod tests {
         assert!(JobSpec::parse(&format!("{base}every='10s'\ncron='0 * * * * *'")).is_err());
         assert!(JobSpec::parse("name='x'\ntimeout='5s'\noverlap='allow'\nevery='1s'").is_err());
         assert!(JobSpec::parse(&format!("{base}every='10s'\nbogus=1")).is_err());
+    }
+
+    #[test]
+    fn a_probe_is_stale_after_three_missed_sweeps() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let five = Duration::from_secs(5);
+        let judge = |last, list, now| Freshness::judge(last, list, t0, at(now), five);
+        assert_eq!(judge(Some(at(0)), true, 15), Freshness::Fresh);
+        assert!(matches!(
+            judge(Some(at(0)), true, 16),
+            Freshness::Stale { .. }
+        ));
+        // Before the first sweep the age counts from start-up.
+        assert_eq!(judge(None, true, 14), Freshness::Fresh);
+        assert!(matches!(
+            judge(None, true, 16),
+            Freshness::Stale {
+                last_sweep_at: None,
+                ..
+            }
+        ));
+        // No peer list yet: not stale, however long.
+        assert_eq!(judge(None, false, 3600), Freshness::NoPeerList);
+        assert!(judge(Some(at(0)), true, 16)
+            .reason()
+            .unwrap()
+            .contains("not probing"));
+    }
+
+    #[test]
+    fn a_schedule_has_a_period() {
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(7)).period(now),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            Schedule::Cron("0 */5 * * * *".into()).period(now),
+            Duration::from_secs(300)
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! peer-fetch: the backend (or the peers file) → the stored peer list.
 //! The stored list is replaced only by a valid answer; on failure the last list stays.
 
-use chrono::Utc;
 use serde_json::json;
 
 use super::{JobContext, JobFailure, JobResult};
@@ -64,7 +63,7 @@ pub async fn run(ctx: &JobContext) -> JobResult {
     }
 
     let list = PeerList {
-        fetched_at: Utc::now(),
+        fetched_at: ctx.clock.now(),
         source,
         peers,
     };

@@ -1,13 +1,30 @@
 //! probe-sweep: the stored peer list → one probe per peer → results and history in the store.
+//! A sweep plans its own deadline inside the job's timeout: peers still unanswered then are
+//! recorded as `timeout`, so a sweep that runs out of time still records every peer.
 
-use chrono::Utc;
+use std::time::Duration;
+
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
 use super::{ms, JobContext, JobFailure, JobResult};
 use crate::model::SweepSummary;
 use crate::probe::{self, Target};
 
-pub async fn run(ctx: &JobContext) -> JobResult {
+/// Of the job's time, what a sweep keeps to record its results, at most.
+const RECORD_MARGIN: Duration = Duration::from_secs(10);
+
+/// A clock this far (or 3 sweep intervals, if more) ahead of the history has jumped: history
+/// maintenance waits for the next sweep to confirm it.
+const MIN_JUMP_BOUND: chrono::Duration = chrono::Duration::hours(1);
+
+/// When probing must stop for the results to be recorded before `job_deadline`.
+fn probe_deadline(started: Instant, job_deadline: Instant) -> Instant {
+    let budget = job_deadline.saturating_duration_since(started);
+    job_deadline - (budget / 4).min(RECORD_MARGIN)
+}
+
+pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     let store = &ctx.store;
     let list = store
         .peer_list()
@@ -26,8 +43,9 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         .map(|p| Target::for_peer(p, secret))
         .collect();
     let probe = &ctx.settings.probe;
-    let started = std::time::Instant::now();
-    let results = probe::probe_all(targets, probe.timeout, probe.concurrency).await;
+    let started = Instant::now();
+    let deadline = probe_deadline(started, job_deadline);
+    let results = probe::probe_all(targets, probe.timeout, probe.concurrency, Some(deadline)).await;
     let probed_in = started.elapsed();
 
     let previous = store.latest_results().unwrap_or_else(|e| {
@@ -58,7 +76,7 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         }));
         stored.push((peer.id.clone(), result));
     }
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let summary = SweepSummary::from_results(now, stored.iter().map(|(_, r)| r));
     let summary_json = json!({
         "peers": summary.peers,
@@ -71,7 +89,11 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         .record_sweep(&stored, &summary)
         .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
     // Finished minutes, hours and days roll up; every level past its retention goes.
-    match store.maintain(now, &ctx.settings.retention) {
+    let period = super::effective_schedule(super::JobName::ProbeSweep, &ctx.settings).period(now);
+    let jump_bound = chrono::Duration::from_std(period * 3)
+        .unwrap_or(chrono::Duration::MAX)
+        .max(MIN_JUMP_BOUND);
+    match store.maintain(now, &ctx.settings.retention, jump_bound) {
         Ok(done) if done.skipped > 0 => {
             tracing::warn!(
                 skipped = done.skipped,
@@ -88,4 +110,146 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         "sweep timing"
     );
     Ok(summary_json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::api::WINDOWS;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::{EmptyEnv, Options, Settings};
+    use crate::history::Level;
+    use crate::jobs::JobName;
+    use crate::model::Trigger;
+    use crate::runner::Runner;
+    use crate::store::Store;
+
+    /// Checks of peer "1" in each window (1h, 24h, 7d, 30d) as of the clock's now.
+    fn window_checks(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Vec<u64> {
+        let slot = store.slot("1").unwrap().unwrap();
+        WINDOWS
+            .iter()
+            .map(|w| {
+                let got = store
+                    .collect(
+                        w.level,
+                        now - w.length,
+                        now + chrono::Duration::seconds(1),
+                        None,
+                        Some(slot),
+                    )
+                    .unwrap();
+                got.get(&slot)
+                    .map_or(0, |b| b.values().map(|b| b.checks).sum())
+            })
+            .collect()
+    }
+
+    fn raw_rows(store: &Store) -> usize {
+        store
+            .history_size()
+            .into_iter()
+            .find(|(l, _, _)| *l == Level::Raw)
+            .map_or(0, |(_, rows, _)| rows)
+    }
+
+    /// Through the real job and runner, with the clock as the only input: a week of sweeps,
+    /// one sweep with the clock 30 days ahead, then the clock back. No window loses its
+    /// history, and roll-ups and pruning go on at once.
+    #[tokio::test]
+    async fn a_clock_thirty_days_ahead_and_back_loses_no_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = dir.path().join("peers.json");
+        // faketcp: judged unsupported at once, so the sweep does no I/O.
+        std::fs::write(
+            &peers,
+            r#"[{"id": 1, "host": "127.0.0.1", "port": 1, "protocol": "faketcp", "network_name": "n"}]"#,
+        )
+        .unwrap();
+        let options = Options {
+            data_dir: Some(dir.path().join("data")),
+            peers_file: Some(peers),
+            ..Options::default()
+        };
+        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
+        let store = Store::open(&dir.path().join("data"), "test").unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        let runner =
+            Runner::new(JobContext::new(store.clone(), settings).with_clock(clock.shared()));
+        let sweep = || async {
+            let run = runner
+                .run(JobName::ProbeSweep, Trigger::Schedule)
+                .await
+                .unwrap();
+            assert_eq!(run.outcome.as_str(), "ok", "{run:?}");
+        };
+        assert_eq!(
+            runner
+                .run(JobName::PeerFetch, Trigger::Cli)
+                .await
+                .unwrap()
+                .outcome
+                .as_str(),
+            "ok"
+        );
+        let step = Duration::from_secs(15 * 60);
+        for _ in 0..(8 * 24 * 4) {
+            clock.advance(step);
+            sweep().await;
+        }
+        let before = window_checks(&store, clock.now());
+        assert!(before.iter().all(|n| *n > 0), "{before:?}");
+        // The sweep calls maintenance: raw rows older than their retention (1h) are gone.
+        assert!(raw_rows(&store) <= 6, "{} raw rows", raw_rows(&store));
+
+        // One sweep with the clock 30 days ahead, then the clock is right again.
+        clock.jump_wall(chrono::Duration::days(30));
+        clock.advance(step);
+        sweep().await;
+        clock.jump_wall(chrono::Duration::days(-30));
+        clock.advance(step);
+        sweep().await;
+        let after = window_checks(&store, clock.now());
+        for (w, (b, a)) in WINDOWS.iter().zip(before.iter().zip(&after)) {
+            // Half an hour on, a window's start may have passed an hour bucket (4 sweeps), and
+            // the one sweep filed 30 days ahead is dropped; nothing was pruned as of that time.
+            assert!(
+                *a + 5 >= *b,
+                "{}: {b} checks before the jump, {a} after",
+                w.name
+            );
+        }
+        // Roll-ups and pruning resume at once: three hours on, raw rows are an hour's worth,
+        // and the row the false clock filed 30 days ahead is gone.
+        for _ in 0..12 {
+            clock.advance(step);
+            sweep().await;
+        }
+        assert!(raw_rows(&store) <= 6, "{} raw rows", raw_rows(&store));
+        let ahead = store
+            .collect(
+                Level::Raw,
+                clock.now() + chrono::Duration::days(1),
+                clock.now() + chrono::Duration::days(60),
+                None,
+                None,
+            )
+            .unwrap();
+        assert!(ahead.values().all(|b| b.is_empty()), "{ahead:?}");
+        let now = window_checks(&store, clock.now());
+        assert!(now[0] >= 3, "{now:?}: the 1h window is rolled up again");
+        let _ = clock.instant();
+    }
+
+    #[test]
+    fn the_deadline_leaves_time_to_record() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(probe_deadline(t0, t0 + 60 * s), t0 + 50 * s);
+        assert_eq!(probe_deadline(t0, t0 + 4 * s), t0 + 3 * s);
+        assert_eq!(probe_deadline(t0, t0), t0);
+    }
 }

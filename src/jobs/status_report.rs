@@ -1,10 +1,13 @@
 //! status-report: the latest sweep in the store → `PUT /nodes/status`.
-//! The report is stored as pending before it is sent and cleared once delivered, so a report
-//! that could not be delivered survives a restart; a newer report replaces an older one.
+//!
+//! Every run builds its report afresh from the newest sweep; a report that could not be
+//! delivered is not kept (the next run's report, built on newer data, supersedes it). A sweep
+//! older than [`super::STALE_AFTER_SWEEPS`] intervals is stale: the report is then `Offline`
+//! without RTT figures, since the probe is not probing.
 
 use serde_json::json;
 
-use super::{JobContext, JobFailure, JobResult};
+use super::{Freshness, JobContext, JobFailure, JobResult};
 use crate::backend::{NodeStatus, StatusReport};
 
 pub async fn run(ctx: &JobContext) -> JobResult {
@@ -18,44 +21,54 @@ pub async fn send_offline(ctx: &JobContext) -> JobResult {
     deliver(ctx, report).await
 }
 
-fn build(ctx: &JobContext, status: NodeStatus) -> Result<StatusReport, crate::store::StoreError> {
-    let sweep = ctx.store.last_sweep()?;
-    let peers = ctx.store.peer_list()?.map_or(0, |l| l.peers.len());
-    Ok(StatusReport::from_sweep(
-        status,
-        sweep.as_ref(),
-        peers,
-        ctx.settings.region.as_deref(),
-    ))
+struct Built {
+    report: StatusReport,
+    /// Why the report says `Offline` although the probe runs.
+    stale: Option<String>,
 }
 
-async fn deliver(ctx: &JobContext, report: StatusReport) -> JobResult {
+fn build(ctx: &JobContext, status: NodeStatus) -> Result<Built, crate::store::StoreError> {
+    let sweep = ctx.store.last_sweep()?;
+    let peers = ctx.store.peer_list()?.map_or(0, |l| l.peers.len());
+    let region = ctx.settings.region.as_deref();
+    let freshness = ctx.freshness()?;
+    if let Freshness::Stale { .. } = freshness {
+        let reason = freshness.reason();
+        tracing::warn!(
+            "status-report: reporting Offline: {}",
+            reason.as_deref().unwrap_or("stale")
+        );
+        return Ok(Built {
+            report: StatusReport::from_sweep(NodeStatus::Offline, None, peers, region),
+            stale: reason,
+        });
+    }
+    Ok(Built {
+        report: StatusReport::from_sweep(status, sweep.as_ref(), peers, region),
+        stale: None,
+    })
+}
+
+async fn deliver(ctx: &JobContext, built: Built) -> JobResult {
+    let Built { report, stale } = built;
     let summary = |delivered: bool| {
         json!({
             "status": report.status,
             "response_time": report.response_time,
             "delivered": delivered,
+            "stale": stale,
         })
     };
     let Some(client) = &ctx.backend else {
         return Err(JobFailure::new(
-            "status-report needs a backend: set DISTRIBUTED_MODE_ENABLED, BACKEND_BASE_URL and NODE_TOKEN",
+            crate::config::NEEDS_BACKEND,
             summary(false),
         ));
     };
-    let value = serde_json::to_value(&report).map_err(|e| JobFailure::new(e, summary(false)))?;
-    ctx.store
-        .set_pending_report(&value)
-        .map_err(|e| JobFailure::new(e, summary(false)))?;
     match client.put_status(&report).await {
-        Ok(()) => {
-            ctx.store
-                .clear_pending_report(&value)
-                .map_err(|e| JobFailure::new(e, summary(true)))?;
-            Ok(summary(true))
-        }
+        Ok(()) => Ok(summary(true)),
         Err(e) => Err(JobFailure::new(
-            format!("{e}; the report stays pending and goes out with the next run"),
+            format!("{e}; this report is dropped, the next run sends a fresh one"),
             summary(false),
         )),
     }

@@ -113,36 +113,76 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
 }
 
 /// Probes every target with at most `concurrency` at once; results in input order.
-/// Each probe runs in its own task, so a panic in one becomes that peer's failure.
+/// Each probe runs in its own task, so a panic in one becomes that peer's failure. Peers still
+/// unanswered at `deadline` (queued or in flight) are `timeout`: every target gets a verdict.
 pub async fn probe_all(
     targets: Vec<Target>,
     timeout: Duration,
     concurrency: usize,
+    deadline: Option<tokio::time::Instant>,
 ) -> Vec<ProbeResult> {
     // Only `concurrency` probe tasks exist at any time: a probe's future holds its connector's
     // whole state (TLS, websocket, ...), so spawning every probe up front would cost memory in
     // proportion to the number of peers rather than to the concurrency.
-    let task_failed = |detail: String| ProbeResult {
+    let failed = |kind: ErrorKind, detail: String| ProbeResult {
         up: false,
         rtt_us: None,
-        error_kind: Some(ErrorKind::ProtocolError),
+        error_kind: Some(kind),
         error: Some(detail),
         checked_at: Utc::now(),
     };
     let mut results: Vec<Option<ProbeResult>> = vec![None; targets.len()];
+    let in_flight = std::sync::Mutex::new(std::collections::HashMap::new());
     let mut running = futures::stream::iter(targets.into_iter().enumerate())
         .map(|(index, target)| {
             let handle = tokio::spawn(async move { probe(&target, timeout).await });
+            if let Ok(mut f) = in_flight.lock() {
+                f.insert(index, handle.abort_handle());
+            }
             async move { (index, handle.await) }
         })
         .buffer_unordered(concurrency.max(1));
-    while let Some((index, joined)) = running.next().await {
-        results[index] =
-            Some(joined.unwrap_or_else(|e| task_failed(format!("the probe task failed: {e}"))));
+    let cut_off = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(cut_off);
+    loop {
+        let (index, joined) = tokio::select! {
+            next = running.next() => match next {
+                Some(done) => done,
+                None => break,
+            },
+            _ = &mut cut_off => break,
+        };
+        if let Ok(mut f) = in_flight.lock() {
+            f.remove(&index);
+        }
+        results[index] = Some(joined.unwrap_or_else(|e| {
+            failed(
+                ErrorKind::ProtocolError,
+                format!("the probe task failed: {e}"),
+            )
+        }));
+    }
+    drop(running);
+    if let Ok(f) = in_flight.lock() {
+        for handle in f.values() {
+            handle.abort();
+        }
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| task_failed("the probe did not run".into())))
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                failed(
+                    ErrorKind::Timeout,
+                    "no answer before the sweep's deadline (the sweep ran out of time)".into(),
+                )
+            })
+        })
         .collect()
 }
 

@@ -269,7 +269,7 @@ async fn backend_down_at_start() {
     let (_, h) = serve.get("/health").await;
     assert_eq!(h["data"]["status"], "degraded");
 
-    // The backend comes (back): the pending report goes out, the node is healthy again.
+    // The backend comes (back): the next report goes out, the node is healthy again.
     let back = easytier_probe::demo::DemoBackend::default();
     *back.peers.lock().unwrap() = entries;
     back.serve(

@@ -82,6 +82,7 @@ async fn wrong_secret_is_never_up() {
             .collect(),
         Duration::from_secs(3),
         16,
+        None,
     )
     .await;
     for (p, r) in PROTOCOLS.iter().zip(all) {
