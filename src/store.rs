@@ -94,6 +94,8 @@ struct Inner {
     meta: sled::Tree,
     peers: sled::Tree,
     slots: sled::Tree,
+    /// Slot numbers given up (big-endian slot → when their last history row is gone, ms).
+    free_slots: sled::Tree,
     raw: sled::Tree,
     minute: sled::Tree,
     hour: sled::Tree,
@@ -121,6 +123,9 @@ const SCHEMA_MARKER: &str = "schema";
 const KEY_SWEEP: &[u8] = b"last_sweep";
 const KEY_PEERS: &[u8] = b"current";
 const KEY_ROSTER: &[u8] = b"roster";
+/// A peer gone this long is forgotten (the longest window, 30 days, and a day).
+const FORGET_LEFT_PEERS_AFTER: chrono::Duration = chrono::Duration::days(31);
+const KEY_QUIC_FLAVOURS: &[u8] = b"quic_flavours";
 const KEY_HISTORY_TIME: &[u8] = b"history_time";
 const KEY_JUMP_PENDING: &[u8] = b"jump_pending";
 const KEY_NEXT_SLOT: &[u8] = b"next_slot";
@@ -314,6 +319,7 @@ impl Store {
                 meta,
                 peers: db.open_tree("peers").map_err(db_err)?,
                 slots: db.open_tree("slots").map_err(db_err)?,
+                free_slots: db.open_tree("free_slots").map_err(db_err)?,
                 raw: db.open_tree("raw").map_err(db_err)?,
                 minute: db.open_tree("minute").map_err(db_err)?,
                 runs: db.open_tree("runs").map_err(db_err)?,
@@ -526,6 +532,28 @@ impl Store {
             && !self.inner.flush_failed.load(Ordering::SeqCst)
     }
 
+    /// The QUIC flavour that worked per address (`"tls"` / `"plaintext"`), kept by the sweep.
+    pub fn quic_flavours(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        Ok(
+            get_json(&self.inner.meta, KEY_QUIC_FLAVOURS, "QUIC flavours")
+                .map_err(|e| self.map(e))?
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Keeps `flavours`; not written when unchanged.
+    pub fn set_quic_flavours(&self, flavours: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        if &self.quic_flavours()? == flavours {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(flavours).map_err(|e| corrupt("QUIC flavours", e))?;
+        self.inner
+            .meta
+            .insert(KEY_QUIC_FLAVOURS, bytes)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     // ---- peer list ----
 
     /// Whether a peer list was ever stored (without reading it).
@@ -560,6 +588,9 @@ impl Store {
         let mut changed: Vec<(String, SlotEntry)> = Vec::new();
         let mut added = 0;
         let mut listed = std::collections::HashSet::new();
+        // Slots given up long enough ago to be given again; read only if a new peer needs one.
+        let mut reusable: Option<Vec<u32>> = None;
+        let mut reused = Vec::new();
         for peer in &list.peers {
             if !listed.insert(peer.id.as_str()) {
                 continue;
@@ -572,8 +603,24 @@ impl Store {
             let slot = match self.slot(&peer.id)? {
                 Some(slot) => slot,
                 None => {
-                    next += 1;
-                    next - 1
+                    let free = match &mut reusable {
+                        Some(free) => free,
+                        None => reusable.insert(self.reusable_slots(now)?),
+                    };
+                    match free.pop() {
+                        Some(slot) => {
+                            reused.push(slot);
+                            slot
+                        }
+                        None => {
+                            let slot = next;
+                            next = next.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+                                what: "slot counter".into(),
+                                detail: "every one of the 2^32 history slots is in use".into(),
+                            })?;
+                            slot
+                        }
+                    }
                 }
             };
             roster.push((peer.id.clone(), slot));
@@ -603,12 +650,20 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         let bytes = serde_json::to_vec(list).map_err(|e| corrupt("peer list", e))?;
         let roster = encode(&roster, "roster")?;
-        (&self.inner.peers, &self.inner.slots, &self.inner.meta)
-            .transaction(|(peers, slots, meta)| {
+        (
+            &self.inner.peers,
+            &self.inner.slots,
+            &self.inner.meta,
+            &self.inner.free_slots,
+        )
+            .transaction(|(peers, slots, meta, free)| {
                 peers.insert(KEY_PEERS, bytes.as_slice())?;
                 peers.insert(KEY_ROSTER, roster.as_slice())?;
                 for (id, entry) in &changed {
                     slots.insert(id.as_bytes(), entry.as_slice())?;
+                }
+                for slot in &reused {
+                    free.remove(&slot.to_be_bytes())?;
                 }
                 meta.insert(KEY_NEXT_SLOT, &next.to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
@@ -627,25 +682,67 @@ impl Store {
             .map_or(0, u32::from_be_bytes))
     }
 
-    /// Forgets the slots of peers that left before `cutoff` (their history is gone by then).
-    fn forget_slots(&self, cutoff: i64) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
+    /// Forgets the slots of peers that left more than the longest window ago: a peer that comes
+    /// back later starts a new history. The slot number is given to another peer only once
+    /// every history row that holds it has aged out (`keep.longest()`, and a day to spare).
+    fn forget_slots(&self, now_ms: i64, keep: &Retention) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(FORGET_LEFT_PEERS_AFTER.num_milliseconds());
+        let rows_last = keep.longest() + chrono::Duration::days(1);
+        let mut forget = sled::Batch::default();
+        let mut free = sled::Batch::default();
         let mut n = 0;
         for item in self.inner.slots.iter() {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            if decode::<SlotEntry>(&v, "slot")?
-                .removed_ms
-                .is_some_and(|at| at < cutoff)
-            {
-                batch.remove(k);
+            let entry = decode::<SlotEntry>(&v, "slot")?;
+            if let Some(left) = entry.removed_ms.filter(|at| *at < cutoff) {
+                forget.remove(k);
+                let reusable = left.saturating_add(rows_last.num_milliseconds());
+                free.insert(&entry.slot.to_be_bytes(), &reusable.to_be_bytes());
                 n += 1;
             }
         }
+        // Freed first: a crash between the two leaves a slot both known and free, which
+        // `reusable_slots` skips, never a slot lost.
+        self.inner
+            .free_slots
+            .apply_batch(free)
+            .map_err(|e| self.err(e))?;
         self.inner
             .slots
-            .apply_batch(batch)
+            .apply_batch(forget)
             .map_err(|e| self.err(e))?;
         Ok(n)
+    }
+
+    /// Free slots whose history rows are all gone by `now_ms`, highest first (popped lowest
+    /// first).
+    fn reusable_slots(&self, now_ms: i64) -> Result<Vec<u32>, StoreError> {
+        let known: std::collections::HashSet<u32> = self
+            .inner
+            .slots
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| self.err(e))?;
+                Ok(decode::<SlotEntry>(&v, "slot")?.slot)
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut out = Vec::new();
+        for item in self.inner.free_slots.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (Ok(slot), Ok(at)) = (
+                <[u8; 4]>::try_from(k.as_ref()),
+                <[u8; 8]>::try_from(v.as_ref()),
+            ) else {
+                continue;
+            };
+            let slot = u32::from_be_bytes(slot);
+            if i64::from_be_bytes(at) <= now_ms && !known.contains(&slot) {
+                out.push(slot);
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     // ---- probe results and history ----
@@ -854,7 +951,7 @@ impl Store {
             let made = self.roll_up(level, now_ms, &mut done.skipped)?;
             // Once a day: slots of peers whose history has all aged out.
             if level == Level::Day && made > 0 {
-                self.forget_slots(now_ms.saturating_sub(keep.longest().num_milliseconds()))?;
+                self.forget_slots(now_ms, keep)?;
             }
             done.rolled_up += made;
         }
@@ -1631,6 +1728,48 @@ mod tests {
         let done = sweep(right + Duration::minutes(1));
         assert!(!done.held, "{done:?}");
         assert_eq!(done.dropped_future, 1, "{done:?}");
+    }
+
+    #[test]
+    fn peers_gone_a_month_are_forgotten_and_their_slots_given_again_once_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        let keep = Retention::default();
+        let t0 = from_millis(Level::Day.floor(Utc::now().timestamp_millis())) - Duration::days(500);
+        let ids = |p: &str| (0..10).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        let at_time = |p: &str, at: DateTime<Utc>| {
+            let names = ids(p);
+            let mut l = list(&names.iter().map(String::as_str).collect::<Vec<_>>());
+            l.fetched_at = at;
+            s.replace_peer_list(&l).unwrap();
+        };
+        let sweep = |id: &str, at: DateTime<Utc>| {
+            let results = vec![(id.to_string(), result(true, at))];
+            s.record_sweep(&results, &SweepSummary::from_results(at, [&results[0].1]))
+                .unwrap();
+            s.maintain(at, &keep, UNBOUNDED).unwrap();
+        };
+        at_time("a", t0);
+        sweep("a0", t0);
+        at_time("b", t0 + Duration::hours(1));
+        sweep("b0", t0 + Duration::hours(1));
+        // A month and two days on: the `a` peers are forgotten; their slots are not given yet.
+        sweep("b0", t0 + Duration::days(32));
+        assert!(s.slot("a0").unwrap().is_none());
+        assert_eq!(s.slot("b0").unwrap(), Some(10));
+        at_time("c", t0 + Duration::days(33));
+        assert_eq!(s.slot("c0").unwrap(), Some(20));
+        // Once every row that could hold them is gone, the slots are given again: the counter
+        // does not grow with churn.
+        sweep("c0", t0 + Duration::days(450));
+        at_time("d", t0 + Duration::days(451));
+        let mut given: Vec<u32> = ids("d")
+            .iter()
+            .map(|id| s.slot(id).unwrap().unwrap())
+            .collect();
+        given.sort();
+        assert_eq!(given, (0..10).collect::<Vec<_>>());
+        assert_eq!(s.next_slot().unwrap(), 30);
     }
 
     #[test]

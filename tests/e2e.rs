@@ -45,6 +45,13 @@ fn main() {
             .with_ignored_flag(mounts.is_err()),
     );
     trials.push(
+        trial(
+            "faults::full_disk_makes_health_503_store",
+            faults::full_disk_health,
+        )
+        .with_ignored_flag(mounts.is_err()),
+    );
+    trials.push(
         trial("faults::read_only_data_dir", faults::read_only_data_dir)
             .with_ignored_flag(mounts.is_err()),
     );

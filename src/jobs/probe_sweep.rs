@@ -43,6 +43,13 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         .map(|p| Target::for_peer(p, secret))
         .collect();
     let probe = &ctx.settings.probe;
+    // The QUIC flavour each address speaks, from earlier sweeps (of this process or another).
+    match store.quic_flavours() {
+        Ok(kept) => {
+            probe::remember_quic_flavours(kept.iter().map(|(a, f)| (a.as_str(), f.as_str())))
+        }
+        Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
+    }
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
     let results = probe::probe_all(targets, probe.timeout, probe.concurrency, Some(deadline)).await;
@@ -88,6 +95,13 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     store
         .record_sweep(&stored, &summary)
         .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
+    let flavours = probe::quic_flavours()
+        .into_iter()
+        .map(|(addr, f)| (addr.to_string(), f.to_string()))
+        .collect();
+    if let Err(e) = store.set_quic_flavours(&flavours) {
+        tracing::warn!("keeping the QUIC flavours: {e}");
+    }
     // Finished minutes, hours and days roll up; every level past its retention goes.
     let period = super::effective_schedule(super::JobName::ProbeSweep, &ctx.settings).period(now);
     let jump_bound = chrono::Duration::from_std(period * 3)

@@ -6,6 +6,8 @@
 
 mod quic;
 
+pub use quic::{remember_flavours as remember_quic_flavours, remembered_flavours as quic_flavours};
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 

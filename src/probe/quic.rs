@@ -5,7 +5,14 @@
 //! The flavours are tried one after the other, TLS first, never both at once: the QUIC
 //! listener of older nodes (2.0.x) panics on a connection it cannot authenticate and stops
 //! accepting QUIC for good, so a plaintext attempt must not reach a node that speaks TLS. The
-//! flavour that worked is remembered per address and tried first next time.
+//! flavour that worked is remembered per address and tried first next time; the sweep keeps
+//! the remembered flavours in the store ([`remembered_flavours`], [`remember_flavours`]), so a
+//! `run-job` per sweep (timer mode) does not start over.
+//!
+//! Falling back to plaintext needs evidence that TLS cannot work: a 2.6 node answers a TLS
+//! Initial with nothing at all, so that evidence is no answer for the whole first attempt, which
+//! is long enough for QUIC's own retransmission of a lost Initial (about 1 s), or a clear
+//! rejection (the peer closing the connection).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +25,9 @@ use quinn::{ClientConfig, ConnectionError, Endpoint};
 
 use super::{fail, Failure};
 use crate::model::ErrorKind;
+
+/// The least time a first attempt of unknown flavour gets before the other is tried.
+const FIRST_ATTEMPT_MIN: Duration = Duration::from_millis(1600);
 
 /// Largest framed packet read from the stream (as EasyTier's own QUIC tunnel).
 const MAX_PACKET: usize = 4500;
@@ -65,7 +75,9 @@ pub(super) async fn connect(
     let first_budget = if known.is_some() {
         budget.mul_f32(0.6)
     } else {
-        (budget / 3).clamp(Duration::from_millis(300), Duration::from_millis(1500))
+        // Past quinn's first probe timeout (333 ms initial RTT: about 1 s), so one lost
+        // Initial is sent again within the attempt rather than taken for "no TLS here".
+        (budget * 2 / 3).clamp(FIRST_ATTEMPT_MIN, Duration::from_millis(2500))
     };
     let first_error = match tokio::time::timeout(first_budget, connect_with(addr, first)).await {
         Ok(Ok(tunnel)) => return Ok(remember(addr, first, tunnel)),
@@ -77,6 +89,42 @@ pub(super) async fn connect(
         // A timeout says less than a real error from the first attempt.
         Err(f) if f.kind == ErrorKind::Timeout => Err(first_error),
         Err(f) => Err(f),
+    }
+}
+
+/// The flavour that worked, per address, as `"tls"` or `"plaintext"` (for the store).
+pub fn remembered_flavours() -> Vec<(SocketAddr, &'static str)> {
+    let Ok(m) = remembered().lock() else {
+        return Vec::new();
+    };
+    let mut all: Vec<_> = m
+        .iter()
+        .map(|(addr, f)| {
+            let name = match f {
+                Flavour::Tls => "tls",
+                Flavour::Plaintext => "plaintext",
+            };
+            (*addr, name)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Takes flavours kept from earlier sweeps; unknown names and bad addresses are skipped.
+pub fn remember_flavours<'a>(kept: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let Ok(mut m) = remembered().lock() else {
+        return;
+    };
+    for (addr, name) in kept {
+        let flavour = match name {
+            "tls" => Flavour::Tls,
+            "plaintext" => Flavour::Plaintext,
+            _ => continue,
+        };
+        if let Ok(addr) = addr.parse() {
+            m.entry(addr).or_insert(flavour);
+        }
     }
 }
 

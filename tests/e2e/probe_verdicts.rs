@@ -25,6 +25,10 @@ pub fn trials() -> Vec<Trial> {
             plaintext_quic_is_up,
         ),
         trial("probe::udp_and_wg_survive_lost_packets", lossy_links_are_up),
+        trial(
+            "probe::a_lost_quic_initial_is_no_reason_for_plaintext",
+            lost_quic_initial,
+        ),
     ]
 }
 
@@ -163,5 +167,32 @@ async fn lossy_links_are_up() {
             r.error_kind, r.error
         );
     }
+    stop_node(node).await;
+}
+
+/// A 2.0.x node's QUIC listener dies on a plaintext connection: losing the first TLS Initial
+/// must not send the probe to plaintext. QUIC resends the Initial within the TLS attempt.
+async fn lost_quic_initial() {
+    let node = node("lost-initial", "probe-net", "s3cret", &["quic"]).await;
+    for drop_up in [&[1usize][..], &[2][..]] {
+        let relay = lossy_udp_relay(node.port("quic"), drop_up, &[]).await;
+        let r = probe(
+            &target("quic", relay, "probe-net", "s3cret"),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            r.up,
+            "dropping {drop_up:?}: {:?} {:?}",
+            r.error_kind, r.error
+        );
+    }
+    // The listener is alive: no plaintext attempt reached it.
+    let r = probe(
+        &target("quic", node.port("quic"), "probe-net", "s3cret"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.up, "after: {:?} {:?}", r.error_kind, r.error);
     stop_node(node).await;
 }

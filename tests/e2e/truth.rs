@@ -16,7 +16,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::common::{
-    backend, bin, node, output, peer_entry, stderr, stdout_json, stop_node, wait_for, ServeProcess,
+    backend, bin, node, output, peer_entry, plaintext_quic_bridge, stderr, stdout_json, stop_node,
+    wait_for, ServeProcess,
 };
 use crate::trial;
 
@@ -45,6 +46,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "truth::a_million_entries_are_refused_in_bounded_memory",
             a_million_entries,
+        ),
+        trial(
+            "truth::the_quic_flavour_is_kept_across_run_jobs",
+            quic_flavour_is_kept,
         ),
     ]
 }
@@ -474,4 +479,47 @@ async fn a_million_entries() {
     eprintln!("1 000 000-entry answer: refused, peak RSS {peak_kb} kB");
     let store = Store::open(&data, "test").unwrap();
     assert_eq!(store.peer_list().unwrap().unwrap().peers.len(), 1);
+}
+
+async fn quic_flavour_is_kept() {
+    let n = node("flavour", "net-q", "sec-q", &["tcp"]).await;
+    let (addr, _bridge) = plaintext_quic_bridge(n.port("tcp")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let peers = dir.path().join("peers.json");
+    std::fs::write(
+        &peers,
+        Value::Array(vec![peer_entry(
+            json!(1),
+            "quic",
+            addr.port(),
+            "net-q",
+            Some("sec-q"),
+        )])
+        .to_string(),
+    )
+    .unwrap();
+    let run = |job: &str| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", &data)
+            .env("PEERS_FILE", &peers)
+            .args(["run-job", job, "--json"]);
+        c
+    };
+    assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
+    for _ in 0..2 {
+        let o = output(run("probe-sweep")).await;
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout_json(&o)["summary"]["reachable"], 1, "{}", stderr(&o));
+    }
+    // The next process (a timer's run-job) starts from what worked: plaintext, for 2.6 nodes.
+    let store = Store::open(&data, "test").unwrap();
+    let kept = store.quic_flavours().unwrap();
+    assert_eq!(
+        kept.get(&addr.to_string()).map(String::as_str),
+        Some("plaintext"),
+        "{kept:?}"
+    );
+    drop(store);
+    stop_node(n).await;
 }
