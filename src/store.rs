@@ -1626,6 +1626,41 @@ mod tests {
         (at, expected)
     }
 
+    /// A crash after a roll-up wrote its rows but before it moved the frontier: the next
+    /// maintenance makes the same rows again, and nothing is counted twice.
+    #[test]
+    fn a_roll_up_cut_short_before_its_frontier_counts_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        s.replace_peer_list(&list(&["a", "b"])).unwrap();
+        let keep = Retention {
+            raw: Duration::minutes(10),
+            minute: Duration::hours(26),
+            ..Retention::default()
+        };
+        let (last, expected) = three_hours(&s, &keep);
+        let from = from_millis(Level::Hour.floor(last.timestamp_millis())) - Duration::hours(4);
+        let to = last + Duration::seconds(1);
+        let hour_frontier = s.frontier(Level::Hour).unwrap().unwrap();
+        // The frontier as it was before the last hour rows were made.
+        s.frontier_tree(Level::Hour)
+            .insert(
+                frontier_key(Level::Hour),
+                &(hour_frontier - 3 * 3_600_000).to_be_bytes(),
+            )
+            .unwrap();
+        let done = s.maintain(last, &keep, UNBOUNDED).unwrap();
+        assert!(done.rolled_up >= 3, "{done:?}");
+        assert_eq!(s.frontier(Level::Hour).unwrap(), Some(hour_frontier));
+        let roster = s.roster().unwrap();
+        for (n, id) in ["a", "b"].into_iter().enumerate() {
+            let slot = roster[id];
+            let got = s.collect(Level::Hour, from, to, None, Some(slot)).unwrap();
+            let b = got[&slot].values().next().unwrap();
+            assert_eq!((b.checks, b.up, b.rtt_sum_us), expected[n], "{id}");
+        }
+    }
+
     #[test]
     fn sweeps_roll_up_and_every_level_gives_the_same_totals() {
         let dir = tempfile::tempdir().unwrap();

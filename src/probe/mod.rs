@@ -679,4 +679,51 @@ mod tests {
             r.error
         );
     }
+
+    /// A peer that answers the handshake and then goes quiet (or hangs up), as a node does that
+    /// does not accept our secret: never up. The rule "up only after a pong" is what holds here.
+    #[tokio::test]
+    async fn a_handshake_answer_without_a_pong_is_never_up() {
+        use easytier::tunnel::tcp::TcpTunnelListener;
+        use easytier::tunnel::TunnelListener;
+        for close_after in [false, true] {
+            let port = crate::localnet::free_port();
+            let mut listener =
+                TcpTunnelListener::new(format!("tcp://127.0.0.1:{port}").parse().unwrap());
+            listener.listen().await.unwrap();
+            let script = tokio::spawn(async move {
+                let Ok(tunnel) = listener.accept().await else {
+                    return;
+                };
+                let (mut stream, mut sink) = tunnel.split();
+                let Some(Ok(_request)) = stream.next().await else {
+                    return;
+                };
+                let answer = HandshakeRequest {
+                    magic: MAGIC,
+                    my_peer_id: 77,
+                    version: HANDSHAKE_VERSION,
+                    features: Vec::new(),
+                    network_name: "n".into(),
+                    network_secret_digrest: vec![0; 32],
+                };
+                let mut packet = ZCPacket::new_with_payload(&answer.encode_to_vec());
+                packet.fill_peer_manager_hdr(77, 0, PacketType::HandShake as u8);
+                let _ = sink.send(packet).await;
+                if close_after {
+                    drop(sink);
+                    drop(stream);
+                    return;
+                }
+                // Silent: reads whatever comes (pings) and answers nothing.
+                while let Some(Ok(_)) = stream.next().await {}
+            });
+            let r = probe(&target("tcp", "127.0.0.1", port), Duration::from_secs(1)).await;
+            assert!(
+                !r.up,
+                "close_after {close_after}: up on a handshake answer alone"
+            );
+            script.abort();
+        }
+    }
 }

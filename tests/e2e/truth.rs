@@ -51,6 +51,14 @@ pub fn trials() -> Vec<Trial> {
             "truth::the_quic_flavour_is_kept_across_run_jobs",
             quic_flavour_is_kept,
         ),
+        trial(
+            "truth::run_job_exits_75_while_serve_runs_the_same_job",
+            overlap_exits_75,
+        ),
+        trial(
+            "truth::a_huge_chunked_answer_is_cut_off_at_the_cap",
+            huge_chunked_answer,
+        ),
     ]
 }
 
@@ -133,6 +141,7 @@ async fn sweeps_resume_after_sigstop() {
     );
     // Resumed within 2 intervals...
     let first = after[0] - continued;
+    eprintln!("after SIGCONT: first sweep after {first:?}, then {after:?}");
     assert!(
         first <= chrono::Duration::seconds(4),
         "first sweep {first:?} after SIGCONT"
@@ -522,4 +531,92 @@ async fn quic_flavour_is_kept() {
     );
     drop(store);
     stop_node(n).await;
+}
+
+async fn overlap_exits_75() {
+    let ports = silent_listeners(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let peers = peers_file(dir.path(), &ports);
+    let data = dir.path().join("data");
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env("PEERS_FILE", &peers)
+        .arg("serve");
+    let serve = ServeProcess::start(c, dir.path()).await;
+    // serve's own sweep takes the 3 s probe timeout of the silent peers.
+    let sweeping = wait_for(Duration::from_secs(10), || async {
+        let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+        runs["data"]["items"][0]["outcome"] == "running"
+    })
+    .await;
+    assert!(sweeping, "{}", serve.log());
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .env("PEERS_FILE", &peers)
+        .args(["run-job", "probe-sweep"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert!(stderr(&o).contains("still going"), "{}", stderr(&o));
+    let (_, runs) = serve.get("/api/jobs/probe-sweep/runs").await;
+    assert!(
+        runs["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["outcome"] == "skipped" && r["trigger"] == "cli"),
+        "{runs}"
+    );
+}
+
+/// A backend that streams an endless body without a Content-Length: read up to the cap, then
+/// refused.
+async fn huge_chunked_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 1 << 20];
+                // At most 64 MiB, then the end: a bounded loop.
+                for _ in 0..64 {
+                    let frame = format!("{:x}\r\n", chunk.len());
+                    if s.write_all(frame.as_bytes()).await.is_err()
+                        || s.write_all(&chunk).await.is_err()
+                        || s.write_all(b"\r\n").await.is_err()
+                    {
+                        return;
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.env("DISTRIBUTED_MODE_ENABLED", "true")
+        .env("BACKEND_BASE_URL", &url)
+        .env("NODE_TOKEN", "t")
+        .env("DATA_DIR", dir.path().join("data"))
+        .args(["run-job", "peer-fetch"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than 16777216 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    // It stopped reading at the cap: the backend could not send all 64 MiB.
+    let mib = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(mib < 64, "{mib} MiB sent");
 }
