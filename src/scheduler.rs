@@ -207,24 +207,28 @@ impl Shared {
     }
 
     fn fire_every(self: &Arc<Self>, job: JobName) -> FireFn {
-        let shared = Arc::downgrade(self);
-        Box::new(move |_id, _scheduler| {
-            let shared = shared.clone();
-            Box::pin(async move {
-                if let Some(shared) = shared.upgrade() {
-                    shared.every_fired(job).await;
-                }
-            })
-        })
+        self.fire(move |shared| Box::pin(async move { shared.every_fired(job).await }))
     }
 
     fn fire_cron(self: &Arc<Self>, job: JobName) -> FireFn {
+        self.fire(move |shared| Box::pin(async move { shared.start_run(job) }))
+    }
+
+    /// What tokio-cron-scheduler calls at a tick: `on_tick`, while the scheduler lives.
+    fn fire(
+        self: &Arc<Self>,
+        on_tick: impl Fn(Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> FireFn {
         let shared = Arc::downgrade(self);
+        let on_tick = Arc::new(on_tick);
         Box::new(move |_id, _scheduler| {
-            let shared = shared.clone();
+            let (shared, on_tick) = (shared.clone(), on_tick.clone());
             Box::pin(async move {
                 if let Some(shared) = shared.upgrade() {
-                    shared.start_run(job);
+                    on_tick(shared).await;
                 }
             })
         })

@@ -281,3 +281,32 @@ pub async fn lossy_udp_relay(
     });
     port
 }
+
+/// TCP listeners that accept and never answer: each probe of them takes the full timeout.
+pub async fn silent_listeners(n: usize) -> (Vec<u16>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut ports = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ports.push(l.local_addr().unwrap().port());
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }));
+    }
+    (ports, tasks)
+}
+
+/// A peers file of tcp peers on these ports (ids 1.., network "n").
+pub fn peers_file(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
+    let entries: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| peer_entry(serde_json::json!(i + 1), "tcp", *p, "n", None))
+        .collect();
+    let path = dir.join("peers.json");
+    std::fs::write(&path, Value::Array(entries).to_string()).unwrap();
+    path
+}

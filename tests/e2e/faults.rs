@@ -7,7 +7,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::common::{
-    backend, bin, node, output, peer_entry, stderr, stdout_json, stop_node, wait_for, ServeProcess,
+    backend, bin, node, output, peer_entry, peers_file, silent_listeners, stderr, stdout_json,
+    stop_node, wait_for, ServeProcess,
 };
 use crate::trial;
 
@@ -50,23 +51,6 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-/// TCP listeners that accept and never answer: each probe of them takes the full timeout.
-async fn silent_listeners(n: usize) -> (Vec<u16>, Vec<tokio::task::JoinHandle<()>>) {
-    let mut ports = Vec::new();
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        ports.push(l.local_addr().unwrap().port());
-        tasks.push(tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        }));
-    }
-    (ports, tasks)
-}
-
 /// Waits until `serve` is in the middle of a probe-sweep.
 async fn wait_until_sweeping(serve: &ServeProcess) {
     let sweeping = wait_for(Duration::from_secs(10), || async {
@@ -75,17 +59,6 @@ async fn wait_until_sweeping(serve: &ServeProcess) {
     })
     .await;
     assert!(sweeping, "{}", serve.log());
-}
-
-fn peers_file(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
-    let entries: Vec<Value> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| peer_entry(json!(i + 1), "tcp", *p, "n", None))
-        .collect();
-    let path = dir.join("peers.json");
-    std::fs::write(&path, Value::Array(entries).to_string()).unwrap();
-    path
 }
 
 async fn serve_twice() {
@@ -372,16 +345,21 @@ fn mount_tmpfs(target: &std::path::Path, flags: libc::c_ulong, opts: &str) {
 }
 
 /// Needs the private mount namespace the test binary's main sets up.
-pub async fn full_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk");
+/// A 3 MB tmpfs under `dir` and two peers files: 10 peers (fit), 50 000 (do not fit).
+/// Returns (disk, data dir on it, small list, big list).
+fn small_disk_and_lists(dir: &std::path::Path) -> [std::path::PathBuf; 4] {
+    let disk = dir.join("disk");
     std::fs::create_dir(&disk).unwrap();
     mount_tmpfs(&disk, 0, "size=3m");
-    let data = disk.join("data");
-    let small = dir.path().join("small.json");
-    let big = dir.path().join("big.json");
+    let (small, big) = (dir.join("small.json"), dir.join("big.json"));
     write_many_peers(10, &small);
     write_many_peers(50_000, &big);
+    [disk.clone(), disk.join("data"), small, big]
+}
+
+pub async fn full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let [disk, data, small, big] = small_disk_and_lists(dir.path());
     let fetch = |peers: &std::path::Path| {
         let mut c = bin(dir.path());
         c.env("DATA_DIR", &data)
@@ -423,14 +401,7 @@ pub async fn full_disk() {
 /// Needs the private mount namespace the test binary's main sets up.
 pub async fn full_disk_health() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk");
-    std::fs::create_dir(&disk).unwrap();
-    mount_tmpfs(&disk, 0, "size=3m");
-    let data = disk.join("data");
-    let small = dir.path().join("small.json");
-    let big = dir.path().join("big.json");
-    write_many_peers(10, &small);
-    write_many_peers(50_000, &big);
+    let [_disk, data, small, big] = small_disk_and_lists(dir.path());
     let mut c = bin(dir.path());
     c.env("DATA_DIR", &data)
         .env("PEERS_FILE", &small)

@@ -16,8 +16,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::common::{
-    backend, bin, node, output, peer_entry, plaintext_quic_bridge, stderr, stdout_json, stop_node,
-    wait_for, ServeProcess,
+    backend, bin, node, output, peer_entry, peers_file, plaintext_quic_bridge, silent_listeners,
+    stderr, stdout_json, stop_node, wait_for, ServeProcess,
 };
 use crate::trial;
 
@@ -67,18 +67,6 @@ fn sig(child: &std::process::Child, signal: i32) {
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
-}
-
-/// A peers file of tcp peers on these ports, network "n".
-fn peers_file(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
-    let entries: Vec<Value> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| peer_entry(json!(i + 1), "tcp", *p, "n", None))
-        .collect();
-    let path = dir.join("peers.json");
-    std::fs::write(&path, Value::Array(entries).to_string()).unwrap();
-    path
 }
 
 /// Start times of the finished probe-sweep runs, oldest first.
@@ -253,25 +241,9 @@ async fn stale_without_sweeps() {
     stop_node(n).await;
 }
 
-/// TCP listeners that accept and never answer.
-async fn silent_listeners(n: usize) -> Vec<u16> {
-    let mut ports = Vec::new();
-    for _ in 0..n {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        ports.push(l.local_addr().unwrap().port());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        });
-    }
-    ports
-}
-
 async fn sweep_past_its_deadline() {
     let n = node("deadline", "n", "", &["tcp"]).await;
-    let mut ports = silent_listeners(2).await;
+    let (mut ports, _silent) = silent_listeners(2).await;
     ports.push(n.port("tcp"));
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
@@ -365,7 +337,7 @@ async fn redirects_keep_the_token() {
 }
 
 async fn signals() {
-    let ports = silent_listeners(2).await;
+    let (ports, _silent) = silent_listeners(2).await;
     let dir = tempfile::tempdir().unwrap();
     let peers = peers_file(dir.path(), &ports);
 
@@ -534,7 +506,7 @@ async fn quic_flavour_is_kept() {
 }
 
 async fn overlap_exits_75() {
-    let ports = silent_listeners(2).await;
+    let (ports, _silent) = silent_listeners(2).await;
     let dir = tempfile::tempdir().unwrap();
     let peers = peers_file(dir.path(), &ports);
     let data = dir.path().join("data");
