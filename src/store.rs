@@ -1808,6 +1808,26 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_peer_list_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "t").unwrap();
+        let first = list(&["a", "b"]);
+        s.replace_peer_list(&first).unwrap();
+        let mut same = list(&["a", "b"]);
+        same.fetched_at = first.fetched_at + Duration::minutes(1);
+        assert_eq!(s.replace_peer_list(&same).unwrap(), (0, 0));
+        // Not rewritten: the stored list is still the first one.
+        assert_eq!(s.peer_list().unwrap().unwrap().fetched_at, first.fetched_at);
+        let mut changed = list(&["a", "c"]);
+        changed.fetched_at = same.fetched_at;
+        assert_eq!(s.replace_peer_list(&changed).unwrap(), (1, 1));
+        assert_eq!(
+            s.peer_list().unwrap().unwrap().fetched_at,
+            changed.fetched_at
+        );
+    }
+
+    #[test]
     fn a_damaged_chunk_is_left_out_and_the_rest_rolls_up() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), "t").unwrap();

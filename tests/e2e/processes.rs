@@ -158,15 +158,22 @@ async fn exit_75_when_busy() {
     let mut c = bin(dir.path());
     c.env("DATA_DIR", &data)
         .args(["run-job", "probe-sweep", "--wait", "20s"]);
+    let spawned = Instant::now();
     let child = std::thread::spawn(move || c.output().unwrap());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     drop(holder);
     let o = tokio::task::spawn_blocking(move || child.join().unwrap())
         .await
         .unwrap();
-    // It ran (and failed: no peer list yet), which is exit 1, not 75.
+    // It ran (and failed: no peer list yet), which is exit 1, not 75...
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("no stored peer list"), "{}", stderr(&o));
+    // ...and only after the store was released: it waited (a run on a free store takes ms).
+    assert!(
+        spawned.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        spawned.elapsed()
+    );
 }
 
 async fn beside_serve() {

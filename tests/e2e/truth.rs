@@ -287,13 +287,19 @@ async fn sweep_past_its_deadline() {
 async fn redirects_keep_the_token() {
     // Where a redirect points: it records anything that reaches it.
     let (elsewhere, elsewhere_url) = backend(vec![peer_entry(json!(1), "tcp", 1, "n", None)]).await;
+    // 307 for /peers, 308 for /nodes/status: both keep the method, body and headers.
     let redirecting = axum::Router::new().fallback({
         let target = elsewhere_url.clone();
         move |uri: axum::http::Uri| {
             let target = target.clone();
             async move {
+                let status = if uri.path().starts_with("/peers") {
+                    axum::http::StatusCode::TEMPORARY_REDIRECT
+                } else {
+                    axum::http::StatusCode::PERMANENT_REDIRECT
+                };
                 (
-                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    status,
                     [(axum::http::header::LOCATION, format!("{target}{uri}"))],
                 )
             }
