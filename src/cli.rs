@@ -134,6 +134,14 @@ async fn run_job(
              with BACKEND_BASE_URL and NODE_TOKEN",
         );
     }
+    // SIGHUP is ignored for the whole command (also while waiting or asking serve).
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP ignored");
+            }
+        });
+    }
     let deadline = Instant::now() + wait;
     let command = format!("run-job {job}");
     let run = loop {
