@@ -163,10 +163,11 @@ fn run_json(run: &JobRun) -> Value {
 async fn health(State(s): State<ApiState>) -> Response {
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let peers = match store.peer_list() {
-        Ok(l) => l.map_or(0, |l| l.peers.len()),
+    let list = match store.peer_list() {
+        Ok(l) => l,
         Err(e) => return internal(e),
     };
+    let peers = list.as_ref().map_or(0, |l| l.peers.len());
     let mut jobs = serde_json::Map::new();
     let mut failed_jobs = Vec::new();
     for job in JobName::ALL {
@@ -190,8 +191,8 @@ async fn health(State(s): State<ApiState>) -> Response {
             }),
         );
     }
-    let freshness = match ctx.freshness() {
-        Ok(f) => f,
+    let freshness = match store.last_sweep() {
+        Ok(sweep) => ctx.judge(sweep.map(|s| s.at), list.is_some()),
         Err(e) => return internal(e),
     };
     let (code, status, reason) = if !store.writable() {

@@ -109,22 +109,13 @@ impl Runner {
             .map(|mut r| r.insert(job))
             .unwrap_or(false);
         if !claimed {
-            let run = JobRun {
-                id: store.next_run_id()?,
-                job: job.as_str().into(),
+            tracing::info!(job = %job, trigger = trigger.as_str(), "skipped: previous run still going");
+            return self.skip(
+                job,
                 trigger,
                 started_at,
-                duration_ms: 0,
-                outcome: Outcome::Skipped,
-                summary: json!({}),
-                error: Some(
-                    "the previous run of this job is still going (overlap = \"forbid\")".into(),
-                ),
-            };
-            store.put_run(&run)?;
-            self.count(job, Outcome::Skipped);
-            tracing::info!(job = %job, trigger = trigger.as_str(), "skipped: previous run still going");
-            return Ok(run);
+                "the previous run of this job is still going (overlap = \"forbid\")".into(),
+            );
         }
         let _release = Release {
             running: &self.running,
@@ -133,20 +124,9 @@ impl Runner {
         self.active.send_modify(|n| *n += 1);
         let _active = ActiveGuard(&self.active);
         let mut interrupted = self.interrupt.subscribe();
-        if let Some(why) = *interrupted.borrow() {
-            let run = JobRun {
-                id: store.next_run_id()?,
-                job: job.as_str().into(),
-                trigger,
-                started_at,
-                duration_ms: 0,
-                outcome: Outcome::Skipped,
-                summary: json!({}),
-                error: Some(format!("not started: {why}")),
-            };
-            store.put_run(&run)?;
-            self.count(job, Outcome::Skipped);
-            return Ok(run);
+        let stopping = *interrupted.borrow();
+        if let Some(why) = stopping {
+            return self.skip(job, trigger, started_at, format!("not started: {why}"));
         }
 
         let mut run = store.start_run(JobRun {
@@ -220,6 +200,29 @@ impl Runner {
         }
         store.flush().await?;
         self.count(job, run.outcome);
+        Ok(run)
+    }
+
+    /// Records a run of `job` that did not start, and why.
+    fn skip(
+        &self,
+        job: JobName,
+        trigger: Trigger,
+        started_at: chrono::DateTime<chrono::Utc>,
+        why: String,
+    ) -> Result<JobRun, StoreError> {
+        let run = JobRun {
+            id: self.ctx.store.next_run_id()?,
+            job: job.as_str().into(),
+            trigger,
+            started_at,
+            duration_ms: 0,
+            outcome: Outcome::Skipped,
+            summary: json!({}),
+            error: Some(why),
+        };
+        self.ctx.store.put_run(&run)?;
+        self.count(job, Outcome::Skipped);
         Ok(run)
     }
 

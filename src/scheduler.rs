@@ -103,6 +103,7 @@ struct Armed {
     plan: Plan,
 }
 
+#[derive(Clone)]
 enum Plan {
     Every(Cadence),
     Cron(String),
@@ -278,13 +279,7 @@ impl Shared {
         let plans: Vec<(JobName, Plan)> = match self.armed.lock() {
             Ok(armed) => armed
                 .iter()
-                .map(|(job, a)| {
-                    let plan = match &a.plan {
-                        Plan::Every(c) => Plan::Every(*c),
-                        Plan::Cron(c) => Plan::Cron(c.clone()),
-                    };
-                    (*job, plan)
-                })
+                .map(|(job, a)| (*job, a.plan.clone()))
                 .collect(),
             Err(_) => return,
         };

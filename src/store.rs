@@ -556,14 +556,6 @@ impl Store {
 
     // ---- peer list ----
 
-    /// Whether a peer list was ever stored (without reading it).
-    pub fn has_peer_list(&self) -> Result<bool, StoreError> {
-        self.inner
-            .peers
-            .contains_key(KEY_PEERS)
-            .map_err(|e| self.err(e))
-    }
-
     pub fn peer_list(&self) -> Result<Option<PeerList>, StoreError> {
         get_json(&self.inner.peers, KEY_PEERS, "peer list").map_err(|e| self.map(e))
     }
@@ -834,13 +826,13 @@ impl Store {
     /// Time of the raw row of the latest sweep recorded (not the newest key: a clock that was
     /// once ahead must not leave its row "latest" for ever).
     fn newest_raw_ms(&self) -> Result<Option<i64>, StoreError> {
-        let pointer = self
-            .inner
-            .meta
-            .get(KEY_LATEST_ROW)
-            .map_err(|e| self.err(e))?;
-        Ok(pointer
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        self.read_ms(&self.inner.meta, KEY_LATEST_ROW)
+    }
+
+    /// A time (ms, big endian) kept under `key` in `tree`.
+    fn read_ms(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<i64>, StoreError> {
+        let v = tree.get(key).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(i64::from_be_bytes))
     }
 
@@ -903,12 +895,7 @@ impl Store {
     /// Rows of `level` exist up to (not including) this time: everything finer before it has
     /// been rolled up. `None` before the first roll-up.
     fn frontier(&self, level: Level) -> Result<Option<i64>, StoreError> {
-        let v = self
-            .frontier_tree(level)
-            .get(frontier_key(level))
-            .map_err(|e| self.err(e))?;
-        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(i64::from_be_bytes))
+        self.read_ms(self.frontier_tree(level), &frontier_key(level))
     }
 
     /// A level's frontier is kept in the database that holds its rows, so the two are written
@@ -981,13 +968,8 @@ impl Store {
     /// Takes `now` as the history's time, or holds it: see [`Store::maintain`]. The history's
     /// time (`meta/history_time`) is the newest time maintenance acted on.
     fn judge_time(&self, now_ms: i64, bound_ms: i64) -> Result<TimeVerdict, StoreError> {
-        let read = |key: &[u8]| -> Result<Option<i64>, StoreError> {
-            let v = self.inner.meta.get(key).map_err(|e| self.err(e))?;
-            Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                .map(i64::from_be_bytes))
-        };
-        let history = read(KEY_HISTORY_TIME)?;
-        let pending = read(KEY_JUMP_PENDING)?;
+        let history = self.read_ms(&self.inner.meta, KEY_HISTORY_TIME)?;
+        let pending = self.read_ms(&self.inner.meta, KEY_JUMP_PENDING)?;
         let trusted = match history {
             None => true,
             Some(h) if now_ms <= h.saturating_add(bound_ms) => true,
@@ -1031,29 +1013,16 @@ impl Store {
     /// Deletes raw rows filed after `after` (by a clock that was ahead and came back); they
     /// would otherwise be rolled into a minute far in the future. Returns how many rows went.
     fn drop_future_raw(&self, after: i64) -> Result<usize, StoreError> {
+        // The latest results stay, wherever they are.
         let newest = self.newest_raw_ms()?;
-        let mut batch = sled::Batch::default();
-        let mut rows = std::collections::HashSet::new();
-        for key in self.inner.raw.range(row_key(after, 0)..).keys() {
-            let key = key.map_err(|e| self.err(e))?;
-            if let Some((at, _)) = parse_row_key(&key) {
-                // The latest results stay, wherever they are.
-                if Some(at) == newest {
-                    continue;
-                }
-                rows.insert(at);
-            }
-            batch.remove(key);
+        let dropped = self.remove_rows(Level::Raw, row_key(after, 0).., newest)?;
+        if dropped > 0 {
+            tracing::warn!(
+                rows = dropped,
+                "dropped raw history rows filed in the future by a clock that was ahead"
+            );
         }
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        tracing::warn!(
-            rows = rows.len(),
-            "dropped raw history rows filed in the future by a clock that was ahead"
-        );
-        self.inner.raw.apply_batch(batch).map_err(|e| self.err(e))?;
-        Ok(rows.len())
+        Ok(dropped)
     }
 
     /// Makes the `level` rows for every finished bucket since the level's frontier.
@@ -1124,11 +1093,25 @@ impl Store {
 
     /// Deletes the `level` rows older than `cutoff`; returns how many rows went.
     fn prune_level(&self, level: Level, cutoff: i64) -> Result<usize, StoreError> {
+        self.remove_rows(level, ..row_key(cutoff, 0), None)
+    }
+
+    /// Deletes the `level` rows whose keys are in `range`, but the row at `except`; returns how
+    /// many rows went.
+    fn remove_rows(
+        &self,
+        level: Level,
+        range: impl std::ops::RangeBounds<[u8; 12]>,
+        except: Option<i64>,
+    ) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut rows = std::collections::HashSet::new();
-        for key in self.tree(level).range(..row_key(cutoff, 0)).keys() {
+        for key in self.tree(level).range(range).keys() {
             let key = key.map_err(|e| self.err(e))?;
             if let Some((at, _)) = parse_row_key(&key) {
+                if Some(at) == except {
+                    continue;
+                }
                 rows.insert(at);
             }
             batch.remove(key);

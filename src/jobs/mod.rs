@@ -293,19 +293,16 @@ impl JobContext {
         self
     }
 
-    /// Whether the probe is probing: the newest sweep against the sweep schedule in force.
-    pub fn freshness(&self) -> Result<Freshness, crate::store::StoreError> {
-        let last = self.store.last_sweep()?.map(|s| s.at);
-        let has_list = self.store.has_peer_list()?;
+    /// Whether the probe is probing: [`Freshness::judge`] of the newest sweep (as read by the
+    /// caller), on this context's clock and the sweep schedule in force.
+    pub fn judge(
+        &self,
+        last_sweep_at: Option<chrono::DateTime<chrono::Utc>>,
+        has_list: bool,
+    ) -> Freshness {
         let now = self.clock.now();
         let period = effective_schedule(JobName::ProbeSweep, &self.settings).period(now);
-        Ok(Freshness::judge(
-            last,
-            has_list,
-            self.started_at,
-            now,
-            period,
-        ))
+        Freshness::judge(last_sweep_at, has_list, self.started_at, now, period)
     }
 }
 

@@ -29,9 +29,10 @@ struct Built {
 
 fn build(ctx: &JobContext, status: NodeStatus) -> Result<Built, crate::store::StoreError> {
     let sweep = ctx.store.last_sweep()?;
-    let peers = ctx.store.peer_list()?.map_or(0, |l| l.peers.len());
+    let list = ctx.store.peer_list()?;
+    let peers = list.as_ref().map_or(0, |l| l.peers.len());
     let region = ctx.settings.region.as_deref();
-    let freshness = ctx.freshness()?;
+    let freshness = ctx.judge(sweep.as_ref().map(|s| s.at), list.is_some());
     if let Freshness::Stale { .. } = freshness {
         let reason = freshness.reason();
         tracing::warn!(
