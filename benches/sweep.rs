@@ -22,8 +22,8 @@ use easytier::common::config::{
     ConfigLoader, Flags, NetworkIdentity, PeerConfig, TomlConfigLoader,
 };
 use easytier::launcher::NetworkInstance;
-use easytier_probe::demo::DemoBackend;
-use easytier_probe::localnet::LocalNode;
+use easytier_probe::testkit::DemoBackend;
+use easytier_probe::testkit::LocalNode;
 use serde_json::{json, Value};
 
 const NODES: usize = 8;
@@ -212,7 +212,7 @@ fn machine() -> String {
 }
 
 fn main() {
-    if let Err(e) = easytier_probe::localnet::isolate_network() {
+    if let Err(e) = easytier_probe::testkit::isolate_network() {
         eprintln!("the benchmark needs a private network namespace: {e}");
         std::process::exit(1);
     }
@@ -445,7 +445,7 @@ fn main() {
 
     // Idle serve: API and control channel only, with a stored list of 1000 peers.
     if let Some((data, _)) = &sweep_1000_data {
-        let port = easytier_probe::localnet::free_port();
+        let port = easytier_probe::testkit::free_port();
         let mut c = Command::new(bin);
         c.env_clear()
             .current_dir(scratch.path())

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::jobs::JobName;
-use crate::model::{JobRun, Trigger};
+use crate::domain::{JobName, JobRun, Trigger};
 use crate::runner::Runner;
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -104,11 +103,7 @@ async fn handle(stream: UnixStream, runner: Runner) -> std::io::Result<()> {
         },
         Ok(Request::LastRuns) => {
             let store = &runner.context().store;
-            let runs: Result<Vec<_>, _> = JobName::ALL
-                .into_iter()
-                .map(|j| store.last_run(j.as_str()))
-                .collect();
-            match runs {
+            match store.last_runs(JobName::ALL.map(JobName::as_str)) {
                 Ok(last_runs) => Response {
                     last_runs,
                     ..Response::default()

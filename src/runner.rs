@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::jobs::{self, JobContext, JobName};
-use crate::model::{JobRun, Outcome, Trigger};
+use crate::domain::{JobName, JobRun, Outcome, Trigger};
+use crate::jobs::{self, JobContext};
 use crate::store::StoreError;
 
 #[derive(Clone)]
@@ -123,75 +123,21 @@ impl Runner {
         };
         self.active.send_modify(|n| *n += 1);
         let _active = ActiveGuard(&self.active);
-        let mut interrupted = self.interrupt.subscribe();
+        let interrupted = self.interrupt.subscribe();
         let stopping = *interrupted.borrow();
         if let Some(why) = stopping {
             return self.skip(job, trigger, started_at, format!("not started: {why}"));
         }
 
-        let mut run = store.start_run(JobRun {
-            id: 0,
-            job: job.as_str().into(),
-            trigger,
-            started_at,
-            duration_ms: 0,
-            outcome: Outcome::Running,
-            summary: json!({}),
-            error: None,
-        })?;
+        let mut run = store.start_run(JobRun::new(job, trigger, started_at, Outcome::Running))?;
         // The "running" mark must survive a crash so the run can be shown as interrupted.
         store.flush().await?;
         tracing::info!(job = %job, run = run.id, trigger = trigger.as_str(), "job started");
 
         let began = clock.instant();
-        let handle = tokio::spawn(work);
-        let abort = handle.abort_handle();
-        let result = tokio::select! {
-            finished = tokio::time::timeout(timeout, handle) => match finished {
-                Ok(Ok(result)) => Ok(result),
-                Ok(Err(e)) if e.is_panic() => Ok(Err(jobs::JobFailure::new(
-                    format!("the job panicked: {}", panic_message(e.into_panic())),
-                    json!({}),
-                ))),
-                Ok(Err(e)) => Ok(Err(jobs::JobFailure::new(
-                    format!("the job was cancelled: {e}"),
-                    json!({}),
-                ))),
-                Err(_) => {
-                    abort.abort();
-                    Ok(Err(jobs::JobFailure::new(
-                        format!(
-                            "timed out after {}s (timeout in jobs/{job}.toml)",
-                            timeout.as_secs()
-                        ),
-                        json!({}),
-                    )))
-                }
-            },
-            why = interrupted.wait_for(Option::is_some) => {
-                abort.abort();
-                Err(why.ok().and_then(|w| *w).unwrap_or("interrupted"))
-            }
-        };
+        let ended = supervise(job, timeout, work, interrupted).await;
         run.duration_ms = clock.instant().saturating_duration_since(began).as_millis() as u64;
-        match result {
-            Ok(Ok(summary)) => {
-                run.outcome = Outcome::Ok;
-                run.summary = summary;
-                tracing::info!(job = %job, run = run.id, duration_ms = run.duration_ms, summary = %brief(&run.summary), "job ok");
-            }
-            Ok(Err(failure)) => {
-                run.outcome = Outcome::Failed;
-                run.summary = failure.summary;
-                tracing::warn!(job = %job, run = run.id, duration_ms = run.duration_ms, error = %failure.error, "job failed");
-                run.error = Some(failure.error);
-            }
-            Err(why) => {
-                run.outcome = Outcome::Interrupted;
-                tracing::warn!(job = %job, run = run.id, duration_ms = run.duration_ms, "job interrupted: {why}");
-                run.error = Some(format!("interrupted: {why}"));
-            }
-        }
+        record_outcome(&mut run, ended);
         store.put_run(&run)?;
         // Bounded job-run history, on this job's own cadence: its runs past the count or the
         // age go at the end of each of its runs (a handful of key reads when there are none).
@@ -213,13 +159,8 @@ impl Runner {
     ) -> Result<JobRun, StoreError> {
         let run = JobRun {
             id: self.ctx.store.next_run_id()?,
-            job: job.as_str().into(),
-            trigger,
-            started_at,
-            duration_ms: 0,
-            outcome: Outcome::Skipped,
-            summary: json!({}),
             error: Some(why),
+            ..JobRun::new(job, trigger, started_at, Outcome::Skipped)
         };
         self.ctx.store.put_run(&run)?;
         self.count(job, Outcome::Skipped);
@@ -251,6 +192,67 @@ impl Runner {
         let mut rx = self.active.subscribe();
         let idle = tokio::time::timeout(bound, rx.wait_for(|n| *n == 0)).await;
         idle.is_ok()
+    }
+}
+
+/// How a run's work ended: with its result, or interrupted (and why).
+type Ended = Result<jobs::JobResult, &'static str>;
+
+/// Runs `work` in a task of its own until it finishes, panics, times out or is interrupted.
+async fn supervise<F>(
+    job: JobName,
+    timeout: Duration,
+    work: F,
+    mut interrupted: watch::Receiver<Option<&'static str>>,
+) -> Ended
+where
+    F: std::future::Future<Output = jobs::JobResult> + Send + 'static,
+{
+    let handle = tokio::spawn(work);
+    let abort = handle.abort_handle();
+    let failed = |error: String| Ok(Err(jobs::JobFailure::new(error, json!({}))));
+    tokio::select! {
+        finished = tokio::time::timeout(timeout, handle) => match finished {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) if e.is_panic() => {
+                failed(format!("the job panicked: {}", panic_message(e.into_panic())))
+            }
+            Ok(Err(e)) => failed(format!("the job was cancelled: {e}")),
+            Err(_) => {
+                abort.abort();
+                failed(format!(
+                    "timed out after {}s (timeout in jobs/{job}.toml)",
+                    timeout.as_secs()
+                ))
+            }
+        },
+        why = interrupted.wait_for(Option::is_some) => {
+            abort.abort();
+            Err(why.ok().and_then(|w| *w).unwrap_or("interrupted"))
+        }
+    }
+}
+
+/// Puts how the run ended into its record, and logs it.
+fn record_outcome(run: &mut JobRun, ended: Ended) {
+    let (job, id, duration_ms) = (run.job.clone(), run.id, run.duration_ms);
+    match ended {
+        Ok(Ok(summary)) => {
+            run.outcome = Outcome::Ok;
+            run.summary = summary;
+            tracing::info!(job = %job, run = id, duration_ms, summary = %brief(&run.summary), "job ok");
+        }
+        Ok(Err(failure)) => {
+            run.outcome = Outcome::Failed;
+            run.summary = failure.summary;
+            tracing::warn!(job = %job, run = id, duration_ms, error = %failure.error, "job failed");
+            run.error = Some(failure.error);
+        }
+        Err(why) => {
+            run.outcome = Outcome::Interrupted;
+            tracing::warn!(job = %job, run = id, duration_ms, "job interrupted: {why}");
+            run.error = Some(format!("interrupted: {why}"));
+        }
     }
 }
 
@@ -312,6 +314,51 @@ mod tests {
         let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
         let store = Store::open(dir, "test").unwrap();
         Runner::new(JobContext::new(store, settings))
+    }
+
+    /// Runs `work` as a run of `job` in a task of its own.
+    fn spawn_run<F>(
+        r: &Runner,
+        job: JobName,
+        trigger: Trigger,
+        timeout: Duration,
+        work: F,
+    ) -> tokio::task::JoinHandle<Result<JobRun, StoreError>>
+    where
+        F: std::future::Future<Output = jobs::JobResult> + Send + 'static,
+    {
+        let r = r.clone();
+        tokio::spawn(async move { r.execute(job, trigger, timeout, work).await })
+    }
+
+    /// A run of `job` whose work waits for the sender, then returns `summary`.
+    fn held(
+        r: &Runner,
+        job: JobName,
+        trigger: Trigger,
+        summary: serde_json::Value,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<JobRun, StoreError>>,
+    ) {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let work = async move {
+            let _ = wait.await;
+            Ok(summary)
+        };
+        (
+            go,
+            spawn_run(r, job, trigger, Duration::from_secs(10), work),
+        )
+    }
+
+    /// A run of `job` whose work is done at once.
+    async fn quick(r: &Runner, job: JobName, trigger: Trigger) -> JobRun {
+        r.execute(job, trigger, Duration::from_secs(5), async {
+            Ok(json!({}))
+        })
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -386,43 +433,12 @@ mod tests {
     async fn overlap_is_forbidden_and_recorded_as_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let r = runner(dir.path());
-        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-        let first = {
-            let r = r.clone();
-            tokio::spawn(async move {
-                r.execute(
-                    JobName::ProbeSweep,
-                    Trigger::Schedule,
-                    Duration::from_secs(10),
-                    async move {
-                        let _ = release_rx.await;
-                        Ok(json!({}))
-                    },
-                )
-                .await
-            })
-        };
+        let (release_tx, first) = held(&r, JobName::ProbeSweep, Trigger::Schedule, json!({}));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let second = r
-            .execute(
-                JobName::ProbeSweep,
-                Trigger::Cli,
-                Duration::from_secs(10),
-                async { Ok(json!({})) },
-            )
-            .await
-            .unwrap();
+        let second = quick(&r, JobName::ProbeSweep, Trigger::Cli).await;
         assert_eq!(second.outcome, Outcome::Skipped);
         // Another job is not affected.
-        let other = r
-            .execute(
-                JobName::PeerFetch,
-                Trigger::Cli,
-                Duration::from_secs(10),
-                async { Ok(json!({})) },
-            )
-            .await
-            .unwrap();
+        let other = quick(&r, JobName::PeerFetch, Trigger::Cli).await;
         assert_eq!(other.outcome, Outcome::Ok);
         let _ = release_tx.send(());
         assert_eq!(first.await.unwrap().unwrap().outcome, Outcome::Ok);
@@ -447,22 +463,7 @@ mod tests {
     async fn a_dropped_caller_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let r = runner(dir.path());
-        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-        let caller = {
-            let r = r.clone();
-            tokio::spawn(async move {
-                r.execute(
-                    JobName::PeerFetch,
-                    Trigger::Api,
-                    Duration::from_secs(10),
-                    async move {
-                        let _ = go_rx.await;
-                        Ok(json!({"done": true}))
-                    },
-                )
-                .await
-            })
-        };
+        let (go_tx, caller) = held(&r, JobName::PeerFetch, Trigger::Api, json!({"done": true}));
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The HTTP client went away: its handler future is dropped mid-run.
         caller.abort();
@@ -473,15 +474,7 @@ mod tests {
         assert_eq!(run.outcome, Outcome::Ok, "{run:?}");
         assert_eq!(run.summary, json!({"done": true}));
         // The overlap claim was released: the job runs again.
-        let again = r
-            .execute(
-                JobName::PeerFetch,
-                Trigger::Cli,
-                Duration::from_secs(5),
-                async { Ok(json!({})) },
-            )
-            .await
-            .unwrap();
+        let again = quick(&r, JobName::PeerFetch, Trigger::Cli).await;
         assert_eq!(again.outcome, Outcome::Ok);
     }
 
@@ -489,18 +482,13 @@ mod tests {
     async fn an_interrupted_run_is_recorded_and_no_new_one_starts() {
         let dir = tempfile::tempdir().unwrap();
         let r = runner(dir.path());
-        let running = {
-            let r = r.clone();
-            tokio::spawn(async move {
-                r.execute(
-                    JobName::ProbeSweep,
-                    Trigger::Cli,
-                    Duration::from_secs(30),
-                    std::future::pending(),
-                )
-                .await
-            })
-        };
+        let running = spawn_run(
+            &r,
+            JobName::ProbeSweep,
+            Trigger::Cli,
+            Duration::from_secs(30),
+            std::future::pending(),
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         r.interrupt("SIGTERM");
         let run = tokio::time::timeout(Duration::from_secs(5), running)
@@ -514,15 +502,7 @@ mod tests {
             r.context().store.last_run("probe-sweep").unwrap().unwrap(),
             run
         );
-        let next = r
-            .execute(
-                JobName::PeerFetch,
-                Trigger::Schedule,
-                Duration::from_secs(5),
-                async { Ok(json!({})) },
-            )
-            .await
-            .unwrap();
+        let next = quick(&r, JobName::PeerFetch, Trigger::Schedule).await;
         assert_eq!(next.outcome, Outcome::Skipped, "{next:?}");
     }
 

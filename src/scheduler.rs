@@ -21,9 +21,7 @@ use chrono::{DateTime, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
-use crate::clock::SharedClock;
-use crate::jobs::{JobName, Schedule};
-use crate::model::Trigger;
+use crate::domain::{JobName, Schedule, SharedClock, Trigger};
 use crate::runner::Runner;
 
 /// A fire this much ahead of the monotonic plan is the wall clock's doing: it is re-armed, not run.
@@ -313,7 +311,7 @@ async fn watch(shared: std::sync::Weak<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::domain::{Clock, ManualClock};
 
     const S: Duration = Duration::from_secs(1);
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use easytier_probe::config::{Cli, Command, Env, ProbeSettings, Settings};
-use easytier_probe::jobs::{JobName, JobSpec, Schedule};
+use easytier_probe::domain::{JobName, JobSpec, Schedule};
 
 /// Where every deploy file installs the binary.
 const BINARY: &str = "/usr/local/bin/easytier-probe";
@@ -543,7 +543,7 @@ fn systemd_serve_units_run_serve() {
         );
         let stop = unit.span("Service", "TimeoutStopSec");
         assert!(
-            stop > easytier_probe::serve::DRAIN_BOUND + OFFLINE_BOUND,
+            stop > easytier_probe::app::serve::DRAIN_BOUND + OFFLINE_BOUND,
             "{}: TimeoutStopSec={stop:?} cuts the graceful shutdown short",
             unit.name
         );
@@ -1223,7 +1223,7 @@ fn nomad_serve_job_runs_serve_with_a_health_check() {
     assert_eq!(string_attr(check, "path", origin), "/health");
     let kill = parse_go_duration(&string_attr(&serve.task, "kill_timeout", origin));
     assert!(
-        kill > easytier_probe::serve::DRAIN_BOUND + OFFLINE_BOUND,
+        kill > easytier_probe::app::serve::DRAIN_BOUND + OFFLINE_BOUND,
         "{origin}: kill_timeout cuts the graceful shutdown short"
     );
     let listen: SocketAddr = env_text(&serve, "LISTEN_ADDR")
@@ -1243,7 +1243,7 @@ fn nomad_serve_job_runs_serve_with_a_health_check() {
 }
 
 fn parse_go_duration(value: &str) -> Duration {
-    easytier_probe::config::parse_duration(value).expect("a duration like 30s")
+    easytier_probe::domain::duration::parse_duration(value).expect("a duration like 30s")
 }
 
 fn env_text(task: &NomadTask, key: &str) -> String {

@@ -21,7 +21,7 @@ mod truth;
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
-    if let Err(e) = easytier_probe::localnet::isolate_network() {
+    if let Err(e) = easytier_probe::testkit::isolate_network() {
         eprintln!(
             "error: the end-to-end tests need a private network namespace and could not make one: {e}\n\
              (run as root, or enable unprivileged user namespaces)"
@@ -29,7 +29,7 @@ fn main() {
         std::process::exit(1);
     }
     // Lets the full-disk test mount a small tmpfs that nobody else sees.
-    let mounts = easytier_probe::localnet::private_mounts();
+    let mounts = easytier_probe::testkit::private_mounts();
     if let Err(e) = &mounts {
         eprintln!("note: no private mount namespace ({e}); the full-disk test is ignored");
     }

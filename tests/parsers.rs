@@ -3,10 +3,12 @@
 //! accept must be usable.
 
 use easytier_probe::backend::parse_peers_answer;
-use easytier_probe::config::{parse_duration, Cli, EmptyEnv, Settings};
-use easytier_probe::jobs::JobSpec;
-use easytier_probe::model::{parse_peer_entries, Peer};
-use easytier_probe::peers_file;
+use easytier_probe::backend::peers_file;
+use easytier_probe::config::{Cli, EmptyEnv, Settings};
+use easytier_probe::domain::duration::parse_duration;
+use easytier_probe::domain::peer::parse_peer_entries;
+use easytier_probe::domain::JobSpec;
+use easytier_probe::domain::{ParsedList, Peer};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -98,7 +100,7 @@ proptest! {
 
     #[test]
     fn peer_entries_never_panic_and_accepted_ones_are_usable(entries in prop::collection::vec(peer_entry(), 0..20)) {
-        let (peers, rejected) = parse_peer_entries(&entries);
+        let ParsedList { peers, rejected } = parse_peer_entries(&entries);
         prop_assert_eq!(peers.len() + rejected.len(), entries.len());
         let mut ids = std::collections::HashSet::new();
         for p in &peers {

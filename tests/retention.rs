@@ -7,10 +7,10 @@
 //! after a flush at every simulated hour; a day's figure is its largest.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use easytier_probe::history::{Level, Retention};
-use easytier_probe::model::{
+use easytier_probe::domain::{
     ErrorKind, JobRun, ListSource, Outcome, Peer, PeerList, ProbeResult, SweepSummary, Trigger,
 };
+use easytier_probe::domain::{Level, Retention};
 use easytier_probe::store::Store;
 
 /// xorshift64: plenty for jitter, and cheap in a debug build.
@@ -42,7 +42,6 @@ fn peers() -> PeerList {
                 protocol: ["tcp", "udp", "quic", "wg", "ws", "wss"][i % 6].into(),
                 network_name: "public".into(),
                 network_secret: None,
-                backend_status: Some("Online".into()),
             })
             .collect(),
     }

@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use super::{JobContext, JobFailure, JobResult};
-use crate::config::PeerSource;
-use crate::model::{ListSource, PeerList};
-use crate::peers_file;
+use crate::backend::peers_file;
+use crate::config::{PeerSource, NEEDS_PEER_SOURCE};
+use crate::domain::{ListSource, ParsedList, PeerList};
 
 /// Bad entries listed one by one in the summary (all are counted).
 const MAX_REPORTED_PROBLEMS: usize = 20;
@@ -31,25 +31,19 @@ pub async fn run(ctx: &JobContext) -> JobResult {
         )
     };
 
-    let (peers, rejected, source) = match (&ctx.settings.peer_source, &ctx.backend) {
+    let (ParsedList { peers, rejected }, source) = match (&ctx.settings.peer_source, &ctx.backend) {
         (PeerSource::Backend, Some(client)) => {
             let fetched = client
                 .fetch_peers(ctx.settings.region.as_deref())
                 .await
                 .map_err(|e| kept(e.to_string()))?;
-            (fetched.peers, fetched.rejected, ListSource::Backend)
+            (fetched, ListSource::Backend)
         }
         (PeerSource::File(path), _) => {
             let loaded = peers_file::load(path).map_err(|e| kept(e.to_string()))?;
-            (loaded.peers, loaded.rejected, ListSource::File)
+            (loaded, ListSource::File)
         }
-        _ => {
-            return Err(kept(
-                "no peer source: set PEERS_FILE (--peers-file) for standalone mode, or \
-                 DISTRIBUTED_MODE_ENABLED with BACKEND_BASE_URL and NODE_TOKEN"
-                    .into(),
-            ))
-        }
+        _ => return Err(kept(NEEDS_PEER_SOURCE.into())),
     };
     for r in rejected.iter().take(MAX_REPORTED_PROBLEMS) {
         tracing::warn!(job = "peer-fetch", "skipped a bad peer entry: {r}");

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{ms, JobContext, JobFailure, JobResult};
-use crate::model::SweepSummary;
+use super::{effective_schedule, JobContext, JobFailure, JobResult};
+use crate::domain::time::ms;
+use crate::domain::{JobName, Peer, ProbeResult, SweepSummary};
 use crate::probe::{self, Target};
+use crate::store::Store;
 
 /// Of the job's time, what a sweep keeps to record its results, at most.
 const RECORD_MARGIN: Duration = Duration::from_secs(10);
@@ -55,13 +57,50 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     let results = probe::probe_all(targets, probe.timeout, probe.concurrency, Some(deadline)).await;
     let probed_in = started.elapsed();
 
+    let (stored, items) = verdicts(store, &list.peers, results);
+    let now = ctx.clock.now();
+    let summary = SweepSummary::from_results(now, stored.iter().map(|(_, r)| r));
+    let summary_json = json!({
+        "peers": summary.peers,
+        "reachable": summary.reachable,
+        "avg_rtt_ms": summary.avg_rtt_us.map(ms),
+        "max_rtt_ms": summary.max_rtt_us.map(ms),
+        "results": Value::Array(items),
+    });
+    store
+        .record_sweep(&stored, &summary)
+        .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
+    let flavours = probe::quic_flavours()
+        .into_iter()
+        .map(|(addr, f)| (addr.to_string(), f.to_string()))
+        .collect();
+    if let Err(e) = store.set_quic_flavours(&flavours) {
+        tracing::warn!("keeping the QUIC flavours: {e}");
+    }
+    maintain(ctx, now);
+    tracing::debug!(
+        peers = summary.peers,
+        probe_ms = probed_in.as_millis() as u64,
+        store_ms = (started.elapsed() - probed_in).as_millis() as u64,
+        "sweep timing"
+    );
+    Ok(summary_json)
+}
+
+/// Each peer's result to store, and its line in the summary; a peer whose state changed since
+/// the previous sweep is logged.
+fn verdicts(
+    store: &Store,
+    peers: &[Peer],
+    results: Vec<ProbeResult>,
+) -> (Vec<(String, ProbeResult)>, Vec<Value>) {
     let previous = store.latest_results().unwrap_or_else(|e| {
         tracing::warn!("reading the previous sweep: {e}");
         Default::default()
     });
     let mut stored = Vec::with_capacity(results.len());
     let mut items = Vec::with_capacity(results.len());
-    for (peer, result) in list.peers.iter().zip(results) {
+    for (peer, result) in peers.iter().zip(results) {
         if previous.get(&peer.id).map(|p| p.up) != Some(result.up) {
             if result.up {
                 tracing::info!(peer = %peer.id, name = %peer.name, rtt_us = result.rtt_us, "peer is up");
@@ -83,31 +122,16 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         }));
         stored.push((peer.id.clone(), result));
     }
-    let now = ctx.clock.now();
-    let summary = SweepSummary::from_results(now, stored.iter().map(|(_, r)| r));
-    let summary_json = json!({
-        "peers": summary.peers,
-        "reachable": summary.reachable,
-        "avg_rtt_ms": summary.avg_rtt_us.map(ms),
-        "max_rtt_ms": summary.max_rtt_us.map(ms),
-        "results": Value::Array(items),
-    });
-    store
-        .record_sweep(&stored, &summary)
-        .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
-    let flavours = probe::quic_flavours()
-        .into_iter()
-        .map(|(addr, f)| (addr.to_string(), f.to_string()))
-        .collect();
-    if let Err(e) = store.set_quic_flavours(&flavours) {
-        tracing::warn!("keeping the QUIC flavours: {e}");
-    }
-    // Finished minutes, hours and days roll up; every level past its retention goes.
-    let period = super::effective_schedule(super::JobName::ProbeSweep, &ctx.settings).period(now);
+    (stored, items)
+}
+
+/// Finished minutes, hours and days roll up; every level past its retention goes.
+fn maintain(ctx: &JobContext, now: chrono::DateTime<chrono::Utc>) {
+    let period = effective_schedule(JobName::ProbeSweep, &ctx.settings).period(now);
     let jump_bound = chrono::Duration::from_std(period * 3)
         .unwrap_or(chrono::Duration::MAX)
         .max(MIN_JUMP_BOUND);
-    match store.maintain(now, &ctx.settings.retention, jump_bound) {
+    match ctx.store.maintain(now, &ctx.settings.retention, jump_bound) {
         Ok(done) if done.skipped > 0 => {
             tracing::warn!(
                 skipped = done.skipped,
@@ -117,13 +141,6 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         Ok(_) => {}
         Err(e) => tracing::warn!("history roll-up and pruning failed: {e}"),
     }
-    tracing::debug!(
-        peers = summary.peers,
-        probe_ms = probed_in.as_millis() as u64,
-        store_ms = (started.elapsed() - probed_in).as_millis() as u64,
-        "sweep timing"
-    );
-    Ok(summary_json)
 }
 
 #[cfg(test)]
@@ -131,12 +148,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::api::WINDOWS;
-    use crate::clock::{Clock, ManualClock};
     use crate::config::{EmptyEnv, Options, Settings};
-    use crate::history::Level;
-    use crate::jobs::JobName;
-    use crate::model::Trigger;
+    use crate::domain::{Clock, Level, ManualClock, Trigger, WINDOWS};
     use crate::runner::Runner;
     use crate::store::Store;
 

@@ -2,13 +2,16 @@
 //!
 //! Every run builds its report afresh from the newest sweep; a report that could not be
 //! delivered is not kept (the next run's report, built on newer data, supersedes it). A sweep
-//! older than [`super::STALE_AFTER_SWEEPS`] intervals is stale: the report is then `Offline`
+//! older than [`crate::domain::job::STALE_AFTER_SWEEPS`] intervals is stale: the report is then `Offline`
 //! without RTT figures, since the probe is not probing.
 
 use serde_json::json;
 
-use super::{Freshness, JobContext, JobFailure, JobResult};
+use super::{JobContext, JobFailure, JobResult};
 use crate::backend::{NodeStatus, StatusReport};
+use crate::config::NEEDS_BACKEND;
+use crate::domain::Freshness;
+use crate::store::StoreError;
 
 pub async fn run(ctx: &JobContext) -> JobResult {
     let report = build(ctx, NodeStatus::Online).map_err(|e| JobFailure::new(e, json!({})))?;
@@ -27,7 +30,7 @@ struct Built {
     stale: Option<String>,
 }
 
-fn build(ctx: &JobContext, status: NodeStatus) -> Result<Built, crate::store::StoreError> {
+fn build(ctx: &JobContext, status: NodeStatus) -> Result<Built, StoreError> {
     let sweep = ctx.store.last_sweep()?;
     let list = ctx.store.peer_list()?;
     let peers = list.as_ref().map_or(0, |l| l.peers.len());
@@ -61,10 +64,7 @@ async fn deliver(ctx: &JobContext, built: Built) -> JobResult {
         })
     };
     let Some(client) = &ctx.backend else {
-        return Err(JobFailure::new(
-            crate::config::NEEDS_BACKEND,
-            summary(false),
-        ));
+        return Err(JobFailure::new(NEEDS_BACKEND, summary(false)));
     };
     match client.put_status(&report).await {
         Ok(()) => Ok(summary(true)),

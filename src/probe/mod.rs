@@ -1,5 +1,6 @@
 //! The probe: a real EasyTier handshake over the peer's protocol, then ping/pong for the RTT.
-//! The only module (with `localnet`, which runs nodes) that touches the `easytier` crate.
+//! **The only module that uses the `easytier` crate** (with `testkit`, which runs nodes for the
+//! demo and the tests).
 //!
 //! A peer is up only when it answered our handshake *and* a ping: a node that does not accept
 //! our network secret still sends its handshake answer before it closes the connection.
@@ -21,7 +22,7 @@ use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError, ZCPacketSink, ZCPac
 use futures::{SinkExt, StreamExt};
 use prost::Message;
 
-use crate::model::{ErrorKind, Peer, ProbeResult};
+use crate::domain::{ErrorKind, Peer, ProbeResult};
 
 /// The EasyTier handshake magic and version (unchanged from 2.0 to 2.6).
 const MAGIC: u32 = 0xd1e1a5e1;
@@ -194,7 +195,7 @@ async fn attempt(
     progress: &mut Progress,
 ) -> Result<u64, Failure> {
     let protocol = target.protocol.as_str();
-    if !crate::model::SUPPORTED_PROTOCOLS.contains(&protocol) {
+    if !crate::domain::peer::is_supported(protocol) {
         return Err(fail(
             ErrorKind::UnsupportedProtocol,
             format!("protocol {protocol:?} is not one of tcp, udp, ws, wss, quic, wg"),
@@ -211,6 +212,18 @@ async fn attempt(
     } else {
         open_session(target, addr, budget, progress).await?
     };
+    let resend = lossy.then(|| resend_interval(budget));
+    progress.stage = "waiting for the pong after the handshake";
+    ping_pong(session, resend, progress).await
+}
+
+/// Pings the peer [`PINGS`] times on `session` (resending a ping every `resend` while its pong
+/// is missing) and returns the smallest round trip, microseconds.
+async fn ping_pong(
+    session: Session,
+    resend: Option<Duration>,
+    progress: &mut Progress,
+) -> Result<u64, Failure> {
     let Session {
         mut stream,
         mut sink,
@@ -218,9 +231,6 @@ async fn attempt(
         peer_id,
         _tunnel,
     } = session;
-    let resend = lossy.then(|| resend_interval(budget));
-
-    progress.stage = "waiting for the pong after the handshake";
     let mut best: Option<u64> = None;
     // Every ping gets its own sequence number; a pong is timed from the ping it answers.
     let mut sent: Vec<(u32, Instant)> = Vec::new();
@@ -687,7 +697,7 @@ mod tests {
         use easytier::tunnel::tcp::TcpTunnelListener;
         use easytier::tunnel::TunnelListener;
         for close_after in [false, true] {
-            let port = crate::localnet::free_port();
+            let port = crate::testkit::free_port();
             let mut listener =
                 TcpTunnelListener::new(format!("tcp://127.0.0.1:{port}").parse().unwrap());
             listener.listen().await.unwrap();

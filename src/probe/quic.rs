@@ -24,7 +24,7 @@ use easytier::tunnel::Tunnel;
 use quinn::{ClientConfig, ConnectionError, Endpoint};
 
 use super::{fail, Failure};
-use crate::model::ErrorKind;
+use crate::domain::ErrorKind;
 
 /// The least time a first attempt of unknown flavour gets before the other is tried.
 const FIRST_ATTEMPT_MIN: Duration = Duration::from_millis(1600);

@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use easytier_probe::demo::DemoBackend;
+use easytier_probe::testkit::DemoBackend;
 use serde_json::Value;
 
 /// The real binary, with a clean environment and a scratch working directory (so no `.env`
@@ -124,16 +124,16 @@ pub async fn node(
     network: &'static str,
     secret: &'static str,
     protocols: &'static [&'static str],
-) -> easytier_probe::localnet::LocalNode {
+) -> easytier_probe::testkit::LocalNode {
     tokio::task::spawn_blocking(move || {
-        easytier_probe::localnet::LocalNode::start(name, network, secret, protocols)
+        easytier_probe::testkit::LocalNode::start(name, network, secret, protocols)
     })
     .await
     .unwrap()
     .unwrap()
 }
 
-pub async fn stop_node(node: easytier_probe::localnet::LocalNode) {
+pub async fn stop_node(node: easytier_probe::testkit::LocalNode) {
     tokio::task::spawn_blocking(move || drop(node))
         .await
         .unwrap();
@@ -149,7 +149,7 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Spawns `c` (a `serve` command) with LISTEN_ADDR on a free port and waits for /health.
     pub async fn start(mut c: Command, scratch: &Path) -> ServeProcess {
-        let port = easytier_probe::localnet::free_port();
+        let port = easytier_probe::testkit::free_port();
         let stderr_path = scratch.join(format!("serve-{port}.log"));
         let log = std::fs::File::create(&stderr_path).unwrap();
         c.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))

@@ -178,7 +178,7 @@ async fn stored_peers_survive_backend_failures() {
     let o = output(fetch(&url)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
-    let dead = format!("http://127.0.0.1:{}", easytier_probe::localnet::free_port());
+    let dead = format!("http://127.0.0.1:{}", easytier_probe::testkit::free_port());
     // (fault the backend answers with, backend URL, what the error must say)
     type Case<'a> = (Option<(u16, &'a str)>, &'a str, &'a str);
     let faults: Vec<Case> = vec![

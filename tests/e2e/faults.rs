@@ -73,7 +73,7 @@ async fn serve_twice() {
     c.env("DATA_DIR", &data)
         .env(
             "LISTEN_ADDR",
-            format!("127.0.0.1:{}", easytier_probe::localnet::free_port()),
+            format!("127.0.0.1:{}", easytier_probe::testkit::free_port()),
         )
         .arg("serve");
     let start = Instant::now();
@@ -219,7 +219,7 @@ async fn backend_down_at_start() {
     assert_eq!(output(c).await.status.code(), Some(0));
 
     // The backend the node is configured for is not there yet.
-    let port = easytier_probe::localnet::free_port();
+    let port = easytier_probe::testkit::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut c = bin(dir.path());
     distributed(&mut c, &url);
@@ -243,7 +243,7 @@ async fn backend_down_at_start() {
     assert_eq!(h["data"]["status"], "degraded");
 
     // The backend comes (back): the next report goes out, the node is healthy again.
-    let back = easytier_probe::demo::DemoBackend::default();
+    let back = easytier_probe::testkit::DemoBackend::default();
     *back.peers.lock().unwrap() = entries;
     back.serve(
         tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use easytier_probe::localnet::free_port;
-use easytier_probe::model::ErrorKind;
+use easytier_probe::domain::ErrorKind;
 use easytier_probe::probe::probe;
+use easytier_probe::testkit::free_port;
 use libtest_mimic::Trial;
 
 use crate::common::{lossy_udp_relay, node, plaintext_quic_bridge, stop_node, target};

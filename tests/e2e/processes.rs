@@ -610,7 +610,7 @@ async fn vendored_protoc() {
 
 async fn demo() {
     let dir = tempfile::tempdir().unwrap();
-    let port = easytier_probe::localnet::free_port();
+    let port = easytier_probe::testkit::free_port();
     let out_path = dir.path().join("demo.out");
     let mut c = bin(dir.path());
     c.args(["demo", "--listen", &format!("127.0.0.1:{port}")])

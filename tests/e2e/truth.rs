@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use easytier_probe::config::{EmptyEnv, Options, Settings};
-use easytier_probe::jobs::{JobContext, JobName};
-use easytier_probe::model::Trigger;
+use easytier_probe::domain::JobName;
+use easytier_probe::domain::Trigger;
+use easytier_probe::jobs::JobContext;
 use easytier_probe::runner::Runner;
 use easytier_probe::store::Store;
 use libtest_mimic::Trial;
@@ -87,7 +88,7 @@ async fn sweep_starts(serve: &ServeProcess) -> Vec<DateTime<Utc>> {
 async fn sweeps_resume_after_sigstop() {
     let dir = tempfile::tempdir().unwrap();
     // A closed port: each sweep is over at once (connection refused).
-    let peers = peers_file(dir.path(), &[easytier_probe::localnet::free_port()]);
+    let peers = peers_file(dir.path(), &[easytier_probe::testkit::free_port()]);
     let mut c = bin(dir.path());
     c.env("DATA_DIR", dir.path().join("data"))
         .env("PEERS_FILE", &peers)

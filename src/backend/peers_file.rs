@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::model::{parse_peer_list, Peer, PeerEntryError};
+use crate::domain::peer::parse_peer_list;
+use crate::domain::ParsedList;
 
 /// Files larger than this are refused.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -18,13 +19,7 @@ pub enum PeersFileError {
     Malformed { path: String, detail: String },
 }
 
-#[derive(Debug)]
-pub struct LoadedPeers {
-    pub peers: Vec<Peer>,
-    pub rejected: Vec<PeerEntryError>,
-}
-
-pub fn load(path: &Path) -> Result<LoadedPeers, PeersFileError> {
+pub fn load(path: &Path) -> Result<ParsedList, PeersFileError> {
     let shown = path.display().to_string();
     let read_err = |detail: String| PeersFileError::Read {
         path: shown.clone(),
@@ -48,7 +43,7 @@ pub fn load(path: &Path) -> Result<LoadedPeers, PeersFileError> {
 }
 
 /// Parses the text as TOML when the extension says so, else JSON.
-pub fn parse(text: &str, extension: Option<&str>) -> Result<LoadedPeers, String> {
+pub fn parse(text: &str, extension: Option<&str>) -> Result<ParsedList, String> {
     let value: Value = if extension.is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
         let t: toml::Value = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;
         serde_json::to_value(t).map_err(|e| e.to_string())?
@@ -64,8 +59,7 @@ pub fn parse(text: &str, extension: Option<&str>) -> Result<LoadedPeers, String>
             .ok_or("expected a list of peers, a `peers` list, or a backend answer")?,
         _ => return Err("expected a list of peers".into()),
     };
-    let (peers, rejected) = parse_peer_list(entries)?;
-    Ok(LoadedPeers { peers, rejected })
+    parse_peer_list(entries)
 }
 
 #[cfg(test)]

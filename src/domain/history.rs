@@ -1,23 +1,12 @@
-//! Probe history in four levels: raw checks, then per-minute, per-hour and per-day buckets.
+//! Probe history in four levels: raw checks, then per-minute, per-hour and per-day buckets; how
+//! long each is kept; and the windows the API shows.
 //!
-//! This module holds the data and the arithmetic; the store keeps the rows. A row is one point
-//! in time (a sweep for raw rows, a bucket's start for the others) and holds every peer's entry,
-//! split into chunks of peers ([`slots_per_chunk`]) so one peer's entry is one small read and no
-//! value grows large (see ARCHITECTURE.md, "history").
+//! This module holds the arithmetic; the store keeps the rows (see `store/keys.rs` for how).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ErrorKind, ProbeResult};
-
-/// Peers (slots) per stored chunk of a row, by level: a chunk stays a few KB (a raw check is
-/// about 10 bytes, a bucket 30–150), small enough for sled to keep inline and few enough per
-/// row that a sweep writes only a handful of keys.
-pub fn slots_per_chunk(level: Level) -> u32 {
-    match level {
-        Level::Raw => 256,
-        _ => 32,
-    }
-}
+use super::time::from_millis;
 
 /// Width of a histogram bin: each bin's upper edge is 4 % above its lower edge, so the
 /// geometric middle of a bin is within 2 % of any value in it.
@@ -74,45 +63,6 @@ impl Level {
         match self.span_ms() {
             0 => ms,
             span => ms.div_euclid(span) * span,
-        }
-    }
-}
-
-/// One check of one peer in a raw row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    /// When the check finished, in ms relative to the row's time.
-    pub offset_ms: i64,
-    pub up: bool,
-    pub rtt_us: Option<u64>,
-    /// Index into [`ErrorKind::ALL`].
-    pub error_kind: Option<u8>,
-    pub error: Option<String>,
-}
-
-impl Check {
-    pub fn from_result(r: &ProbeResult, row_ms: i64) -> Check {
-        Check {
-            offset_ms: r.checked_at.timestamp_millis() - row_ms,
-            up: r.up,
-            rtt_us: r.rtt_us,
-            error_kind: r
-                .error_kind
-                .and_then(|k| ErrorKind::ALL.iter().position(|x| *x == k))
-                .map(|i| i as u8),
-            error: r.error.clone(),
-        }
-    }
-
-    pub fn to_result(&self, row_ms: i64) -> ProbeResult {
-        ProbeResult {
-            up: self.up,
-            rtt_us: self.rtt_us,
-            error_kind: self
-                .error_kind
-                .and_then(|i| ErrorKind::ALL.get(usize::from(i)).copied()),
-            error: self.error.clone(),
-            checked_at: crate::store::from_millis(row_ms.saturating_add(self.offset_ms)),
         }
     }
 }
@@ -269,30 +219,54 @@ impl Retention {
     }
 }
 
-/// Key of one chunk of a row: the row's time (ms, sign-flipped big endian so keys sort by
-/// time) and the chunk number.
-pub fn row_key(at_ms: i64, chunk: u32) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..8].copy_from_slice(&((at_ms as u64) ^ (1 << 63)).to_be_bytes());
-    k[8..].copy_from_slice(&chunk.to_be_bytes());
-    k
+/// A window of `/api/nodes/{id}/health`: its length, the history level it is read from (the
+/// window starts at the start of that level's bucket holding `now - length`) and the step of
+/// its series.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub name: &'static str,
+    pub length: chrono::Duration,
+    pub level: Level,
+    pub step: chrono::Duration,
 }
 
-/// The time and chunk of a row key; `None` for a key of another shape.
-pub fn parse_row_key(key: &[u8]) -> Option<(i64, u32)> {
-    let at = u64::from_be_bytes(key.get(..8)?.try_into().ok()?) ^ (1 << 63);
-    let chunk = u32::from_be_bytes(key.get(8..12)?.try_into().ok()?);
-    Some((at as i64, chunk))
-}
+pub const WINDOWS: [Window; 4] = [
+    Window {
+        name: "1h",
+        length: chrono::Duration::hours(1),
+        level: Level::Minute,
+        step: chrono::Duration::minutes(1),
+    },
+    Window {
+        name: "24h",
+        length: chrono::Duration::hours(24),
+        level: Level::Hour,
+        step: chrono::Duration::hours(1),
+    },
+    Window {
+        name: "7d",
+        length: chrono::Duration::days(7),
+        level: Level::Hour,
+        step: chrono::Duration::hours(6),
+    },
+    Window {
+        name: "30d",
+        length: chrono::Duration::days(30),
+        level: Level::Day,
+        step: chrono::Duration::days(1),
+    },
+];
 
-/// The chunk holding `slot`, and the slot's place in it.
-pub fn chunk_of(level: Level, slot: u32) -> (u32, u8) {
-    let per = slots_per_chunk(level);
-    (slot / per, (slot % per) as u8)
-}
+impl Window {
+    /// The window called `name` ("1h", "24h", "7d", "30d").
+    pub fn named(name: &str) -> Option<Window> {
+        WINDOWS.into_iter().find(|w| w.name == name)
+    }
 
-pub fn slot_of(level: Level, chunk: u32, offset: u8) -> u32 {
-    chunk * slots_per_chunk(level) + u32::from(offset)
+    /// Where the window starts at `now`.
+    pub fn start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        from_millis(self.level.floor((now - self.length).timestamp_millis()))
+    }
 }
 
 #[cfg(test)]
@@ -343,23 +317,6 @@ mod tests {
             }
         }
         assert_eq!(Bucket::default().rtt_quantile_us(0.95), None);
-    }
-
-    #[test]
-    fn keys_sort_by_time_then_chunk() {
-        let keys = [
-            row_key(-5, 0),
-            row_key(0, 0),
-            row_key(0, 1),
-            row_key(60_000, 0),
-        ];
-        assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(parse_row_key(&row_key(-5, 7)), Some((-5, 7)));
-        assert_eq!(parse_row_key(b"short"), None);
-        assert_eq!(chunk_of(Level::Hour, 70), (2, 6));
-        assert_eq!(slot_of(Level::Hour, 2, 6), 70);
-        assert_eq!(chunk_of(Level::Raw, 600), (2, 88));
-        assert_eq!(slot_of(Level::Raw, 2, 88), 600);
     }
 
     #[test]

@@ -1,13 +1,18 @@
-//! The domain types shared by the jobs, the store and the API.
+//! A peer to probe, and the parser of peer entries from outside (backend answers, peers files).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Secret;
+use super::secret::Secret;
 
 /// The protocols the probe can speak.
 pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
+
+/// Whether the probe can speak `protocol` (lower-case).
+pub fn is_supported(protocol: &str) -> bool {
+    SUPPORTED_PROTOCOLS.contains(&protocol)
+}
 
 /// A peer to probe, as assigned by the backend or listed in the peers file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,9 +27,6 @@ pub struct Peer {
     /// The peer's own secret; when absent the configured `NETWORK_SECRET` is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_secret: Option<Secret>,
-    /// The backend's view of the peer, kept for reference only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend_status: Option<String>,
 }
 
 /// Longest accepted fields of a peer entry (a longer `name` is cut to [`MAX_NAME_CHARS`]).
@@ -55,7 +57,6 @@ impl Peer {
             protocol: "tcp".into(),
             network_name: "n".into(),
             network_secret: None,
-            backend_status: None,
         }
     }
 
@@ -88,28 +89,8 @@ impl Peer {
                 Some(_) => Err(fail(&id, format!("{key} must be a string"))),
             }
         };
-        let host = text("host")?
-            .map(|h| {
-                h.trim()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string()
-            })
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| fail(&id, "host is missing or empty".into()))?;
-        if host.len() > 253 + 2 || host.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(fail(&id, "host is not a valid host name or address".into()));
-        }
-        let port = match obj.get("port") {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        }
-        .ok_or_else(|| fail(&id, "port is missing or not a number".into()))?;
-        let port = u16::try_from(port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| fail(&id, format!("port {port} is outside 1..=65535")))?;
+        let host = host(text("host")?).map_err(|reason| fail(&id, reason))?;
+        let port = port(obj.get("port")).map_err(|reason| fail(&id, reason))?;
         let protocol = text("protocol")?
             .map(|p| p.trim().to_ascii_lowercase())
             .filter(|p| !p.is_empty())
@@ -141,7 +122,6 @@ impl Peer {
                 format!("network_secret is longer than {MAX_SECRET_BYTES} bytes"),
             ));
         }
-        let backend_status = text("status").ok().flatten();
         Ok(Peer {
             id,
             name: truncate(&name, MAX_NAME_CHARS),
@@ -150,17 +130,54 @@ impl Peer {
             protocol,
             network_name,
             network_secret,
-            backend_status,
         })
     }
 
     pub fn is_supported(&self) -> bool {
-        SUPPORTED_PROTOCOLS.contains(&self.protocol.as_str())
+        is_supported(&self.protocol)
     }
+}
+
+/// A peer entry's host: trimmed, without the brackets of an IPv6 address.
+fn host(raw: Option<String>) -> Result<String, String> {
+    let host = raw
+        .map(|h| {
+            h.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .filter(|h| !h.is_empty())
+        .ok_or("host is missing or empty")?;
+    if host.len() > 253 + 2 || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err("host is not a valid host name or address".into());
+    }
+    Ok(host)
+}
+
+/// A peer entry's port: a number or a string of one, in 1..=65535.
+fn port(raw: Option<&Value>) -> Result<u16, String> {
+    let port = match raw {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .ok_or("port is missing or not a number")?;
+    u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {port} is outside 1..=65535"))
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
+}
+
+/// The peers of a list from outside, and the entries that were rejected.
+#[derive(Debug, Default)]
+pub struct ParsedList {
+    pub peers: Vec<Peer>,
+    pub rejected: Vec<PeerEntryError>,
 }
 
 /// At most this many peer entries in one answer or peers file; a longer list is refused whole.
@@ -199,13 +216,16 @@ impl EntryParser {
     }
 
     /// The good peers and the rejected entries.
-    pub fn entries(self) -> (Vec<Peer>, Vec<PeerEntryError>) {
-        (self.peers, self.rejected)
+    pub fn entries(self) -> ParsedList {
+        ParsedList {
+            peers: self.peers,
+            rejected: self.rejected,
+        }
     }
 
     /// Like [`EntryParser::entries`], but a list in which no entry is valid is refused as a
     /// whole: it would replace the stored list with nothing.
-    pub fn list(self) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
+    pub fn list(self) -> Result<ParsedList, String> {
         if self.peers.is_empty() && !self.rejected.is_empty() {
             return Err(format!(
                 "none of the {} peer entries is valid; first problem: {}",
@@ -218,7 +238,7 @@ impl EntryParser {
 }
 
 /// Parses a list of peer entries (see [`EntryParser`]); entries past the limit are rejected.
-pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>) {
+pub fn parse_peer_entries(entries: &[Value]) -> ParsedList {
     let mut parser = EntryParser::default();
     for entry in entries {
         if parser.push(entry).is_err() {
@@ -229,7 +249,7 @@ pub fn parse_peer_entries(entries: &[Value]) -> (Vec<Peer>, Vec<PeerEntryError>)
 }
 
 /// A whole list of peer entries: refused when it is too long or no entry is valid.
-pub fn parse_peer_list(entries: &[Value]) -> Result<(Vec<Peer>, Vec<PeerEntryError>), String> {
+pub fn parse_peer_list(entries: &[Value]) -> Result<ParsedList, String> {
     let mut parser = EntryParser::default();
     for entry in entries {
         parser.push(entry)?;
@@ -251,162 +271,6 @@ pub struct PeerList {
     pub fetched_at: DateTime<Utc>,
     pub source: ListSource,
     pub peers: Vec<Peer>,
-}
-
-/// The classes of a failed probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    Timeout,
-    ConnectRefused,
-    Dns,
-    HandshakeRejected,
-    ProtocolError,
-    UnsupportedProtocol,
-}
-
-impl ErrorKind {
-    /// Every kind; the store keeps a kind as its index here, so only append.
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::Timeout,
-        ErrorKind::ConnectRefused,
-        ErrorKind::Dns,
-        ErrorKind::HandshakeRejected,
-        ErrorKind::ProtocolError,
-        ErrorKind::UnsupportedProtocol,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::ConnectRefused => "connect_refused",
-            ErrorKind::Dns => "dns",
-            ErrorKind::HandshakeRejected => "handshake_rejected",
-            ErrorKind::ProtocolError => "protocol_error",
-            ErrorKind::UnsupportedProtocol => "unsupported_protocol",
-        }
-    }
-}
-
-/// The verdict of one probe of one peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeResult {
-    pub up: bool,
-    /// Round trip of an EasyTier ping/pong, microseconds; only when up.
-    pub rtt_us: Option<u64>,
-    pub error_kind: Option<ErrorKind>,
-    /// Human-readable detail of a failure, for logs and the API.
-    pub error: Option<String>,
-    pub checked_at: DateTime<Utc>,
-}
-
-/// One history sample of a peer, as schema 1 stored it (read only by the migration).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub at: DateTime<Utc>,
-    pub up: bool,
-    pub rtt_us: Option<u64>,
-    pub error_kind: Option<ErrorKind>,
-}
-
-/// Aggregate of the latest sweep, which status-report sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepSummary {
-    pub at: DateTime<Utc>,
-    pub peers: usize,
-    pub reachable: usize,
-    pub avg_rtt_us: Option<u64>,
-    pub max_rtt_us: Option<u64>,
-}
-
-impl SweepSummary {
-    pub fn from_results<'a>(
-        at: DateTime<Utc>,
-        results: impl IntoIterator<Item = &'a ProbeResult>,
-    ) -> Self {
-        let mut peers = 0;
-        let mut rtts = Vec::new();
-        for r in results {
-            peers += 1;
-            if r.up {
-                rtts.push(r.rtt_us.unwrap_or(0));
-            }
-        }
-        let reachable = rtts.len();
-        let avg_rtt_us = (reachable > 0).then(|| rtts.iter().sum::<u64>() / reachable as u64);
-        SweepSummary {
-            at,
-            peers,
-            reachable,
-            avg_rtt_us,
-            max_rtt_us: rtts.iter().copied().max(),
-        }
-    }
-}
-
-/// How a job run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The built-in scheduler of `serve`.
-    Schedule,
-    /// `run-job` on the command line (systemd timer, Nomad, by hand).
-    Cli,
-    /// `POST /api/jobs/{name}/run`.
-    Api,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Cli => "cli",
-            Trigger::Api => "api",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Recorded when a run starts; a run still `running` in a store nobody holds was interrupted.
-    Running,
-    Ok,
-    Failed,
-    /// Not run because the previous run of the same job was still going.
-    Skipped,
-    /// The process died during the run (found at the next open of the store).
-    Interrupted,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// The record of one run of a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobRun {
-    pub id: u64,
-    pub job: String,
-    pub trigger: Trigger,
-    pub started_at: DateTime<Utc>,
-    pub duration_ms: u64,
-    pub outcome: Outcome,
-    pub summary: Value,
-    pub error: Option<String>,
-}
-
-/// RFC 3339 with milliseconds and `Z`: how every time is written in JSON answers.
-pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -491,30 +355,12 @@ mod tests {
             assert!(err.to_string().contains(needle), "{err}");
             assert_eq!(err.index, 4);
         }
-        let (peers, errors) = parse_peer_entries(&[base.clone(), json!("x"), base]);
+        let ParsedList {
+            peers,
+            rejected: errors,
+        } = parse_peer_entries(&[base.clone(), json!("x"), base]);
         assert_eq!(peers.len(), 1);
         assert_eq!(errors.len(), 2);
         assert!(errors[1].reason.contains("duplicate"));
-    }
-
-    #[test]
-    fn sweep_summary_averages_reachable_peers_only() {
-        let now = Utc::now();
-        let r = |up, rtt| ProbeResult {
-            up,
-            rtt_us: rtt,
-            error_kind: None,
-            error: None,
-            checked_at: now,
-        };
-        let s = SweepSummary::from_results(
-            now,
-            &[r(true, Some(1000)), r(true, Some(3500)), r(false, None)],
-        );
-        assert_eq!((s.peers, s.reachable), (3, 2));
-        assert_eq!(s.avg_rtt_us, Some(2250));
-        assert_eq!(s.max_rtt_us, Some(3500));
-        let s = SweepSummary::from_results(now, &[r(false, None)]);
-        assert_eq!(s.avg_rtt_us, None);
     }
 }

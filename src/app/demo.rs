@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, Uri};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::http::Method;
 use serde_json::{json, Value};
 
-use crate::config::{Options, Settings};
-use crate::localnet::LocalNode;
+use crate::config::{Options, ProcessEnv, Settings};
+use crate::domain::time::ms;
 use crate::store::Store;
+use crate::testkit::{DemoBackend, LocalNode};
 
 /// The terminal, kept aside: the demo's EasyTier nodes (2.0.3) print connection notices on
 /// stdout, which the demo sends to /dev/null so the live summary stays readable.
@@ -54,99 +52,6 @@ fn quiet_stdout() {
     }
 }
 
-/// A request the backend received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub body: Option<Value>,
-}
-
-/// A backend that serves a peer list on `GET /peers` and records every request, for the demo
-/// and the tests. `PUT /nodes/status` answers as the spec's backend does.
-#[derive(Clone, Default)]
-pub struct DemoBackend {
-    pub peers: Arc<Mutex<Vec<Value>>>,
-    pub requests: Arc<Mutex<Vec<Recorded>>>,
-    /// When set, every answer is this status with this raw body.
-    pub fault: Arc<Mutex<Option<(u16, String)>>>,
-}
-
-impl DemoBackend {
-    /// Serves on `listener` until the task is dropped; returns the base URL.
-    pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
-        let addr = listener.local_addr()?;
-        let app = Router::new()
-            .route("/peers", get(peers))
-            .route("/nodes/status", put(status))
-            .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(format!("http://{addr}"))
-    }
-
-    pub fn recorded(&self) -> Vec<Recorded> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-
-    fn record(&self, method: Method, uri: Uri, headers: HeaderMap, body: Option<Value>) {
-        if let Ok(mut r) = self.requests.lock() {
-            r.push(Recorded {
-                method,
-                uri,
-                headers,
-                body,
-            });
-        }
-    }
-
-    fn faulty(&self) -> Option<axum::response::Response> {
-        use axum::response::IntoResponse;
-        let fault = self.fault.lock().ok()?.clone()?;
-        let status = axum::http::StatusCode::from_u16(fault.0).ok()?;
-        Some((status, fault.1).into_response())
-    }
-}
-
-async fn peers(
-    State(b): State<DemoBackend>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(_q): Query<Vec<(String, String)>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    b.record(method, uri, headers, None);
-    if let Some(r) = b.faulty() {
-        return r;
-    }
-    let peers = b.peers.lock().map(|p| p.clone()).unwrap_or_default();
-    Json(json!({
-        "code": 200,
-        "message": "Peer 节点列表获取成功",
-        "data": {"peers": peers, "total_available": peers.len(), "next_batch_available": false}
-    }))
-    .into_response()
-}
-
-async fn status(
-    State(b): State<DemoBackend>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let parsed = serde_json::from_slice(&body).ok();
-    b.record(method, uri, headers, parsed);
-    if let Some(r) = b.faulty() {
-        return r;
-    }
-    Json(json!({"code": 200, "message": "节点状态更新成功", "data": null})).into_response()
-}
-
 fn peer(
     id: u32,
     name: &str,
@@ -183,7 +88,7 @@ pub fn run(mut options: Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let isolated = crate::localnet::isolate_network();
+    let isolated = crate::testkit::isolate_network();
     if let Err(e) = &isolated {
         eprintln!(
             "note: {e}.\n      The demo runs without isolation; its EasyTier nodes may query public STUN servers."
@@ -220,6 +125,70 @@ pub fn run(mut options: Options) -> ExitCode {
     }
 }
 
+/// The demo's peer list: every protocol of node A, node B with the wrong secret, node C (which
+/// stops), a port nobody listens on and a protocol the probe cannot speak.
+fn demo_peers(a: &LocalNode, b: &LocalNode, c: &LocalNode) -> Vec<Value> {
+    let mut peers = Vec::new();
+    for (i, p) in ["tcp", "udp", "ws", "wss", "quic", "wg"].iter().enumerate() {
+        let name = format!("node-a {p}");
+        let secret = Some("demo-secret");
+        peers.push(peer(i as u32 + 1, &name, p, a.port(p), "demo-net", secret));
+    }
+    let wrong = Some("not-the-secret");
+    peers.push(peer(
+        7,
+        "node-b (wrong secret)",
+        "tcp",
+        b.port("tcp"),
+        "other-net",
+        wrong,
+    ));
+    for (id, p) in [(8, "tcp"), (9, "udp")] {
+        let name = format!("node-c {p} (stops at 40 s)");
+        peers.push(peer(
+            id,
+            &name,
+            p,
+            c.port(p),
+            "demo-net",
+            Some("demo-secret"),
+        ));
+    }
+    let dead = crate::testkit::free_port();
+    peers.push(peer(
+        10,
+        "nobody listens here",
+        "tcp",
+        dead,
+        "demo-net",
+        None,
+    ));
+    peers.push(peer(11, "an http:// peer", "http", 80, "demo-net", None));
+    peers
+}
+
+/// Distributed mode against the demo backend, on short intervals (unless given).
+fn demo_options(options: &mut Options, backend_url: &str) {
+    options.distributed_mode = Some(true);
+    options.backend_base_url = Some(backend_url.to_string());
+    options.node_token = Some("demo-node-token".into());
+    options.region = options.region.take().or(Some("demo".into()));
+    let or = |v: &mut Option<String>, d: &str| *v = v.take().or(Some(d.into()));
+    or(&mut options.peer_fetch_interval, "20");
+    or(&mut options.status_report_interval, "10");
+    or(&mut options.health_check_interval, "5");
+}
+
+fn banner(url: &str, backend_url: &str) {
+    say!("\n  status page   {url}/");
+    say!("  nodes         {url}/api/nodes");
+    say!("  node history  {url}/api/nodes/1/health?window=1h");
+    say!("  jobs          {url}/api/jobs");
+    say!("  metrics       {url}/metrics");
+    say!("  demo backend  {backend_url}/peers (inside the demo's network namespace)\n");
+    say!("Node C stops after 40 s to show a peer going down. Ctrl-C stops the demo.\n");
+}
+
 async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Result<()> {
     say!("Starting EasyTier {} nodes on loopback…", easytier::VERSION);
     let a = LocalNode::start(
@@ -230,80 +199,21 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
     )?;
     let b = LocalNode::start("node-b", "other-net", "other-secret", &["tcp"])?;
     let c = LocalNode::start("node-c", "demo-net", "demo-secret", &["tcp", "udp"])?;
-    let dead = crate::localnet::free_port();
-
-    let mut peers = Vec::new();
-    for (i, p) in ["tcp", "udp", "ws", "wss", "quic", "wg"].iter().enumerate() {
-        peers.push(peer(
-            i as u32 + 1,
-            &format!("node-a {p}"),
-            p,
-            a.port(p),
-            "demo-net",
-            Some("demo-secret"),
-        ));
-    }
-    peers.push(peer(
-        7,
-        "node-b (wrong secret)",
-        "tcp",
-        b.port("tcp"),
-        "other-net",
-        Some("not-the-secret"),
-    ));
-    peers.push(peer(
-        8,
-        "node-c tcp (stops at 40 s)",
-        "tcp",
-        c.port("tcp"),
-        "demo-net",
-        Some("demo-secret"),
-    ));
-    peers.push(peer(
-        9,
-        "node-c udp (stops at 40 s)",
-        "udp",
-        c.port("udp"),
-        "demo-net",
-        Some("demo-secret"),
-    ));
-    peers.push(peer(
-        10,
-        "nobody listens here",
-        "tcp",
-        dead,
-        "demo-net",
-        None,
-    ));
-    peers.push(peer(11, "an http:// peer", "http", 80, "demo-net", None));
-
+    let peers = demo_peers(&a, &b, &c);
     let backend = DemoBackend::default();
     *backend.peers.lock().map_err(|_| anyhow::anyhow!("lock"))? = peers;
     let backend_url = backend
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
 
-    options.distributed_mode = Some(true);
-    options.backend_base_url = Some(backend_url.clone());
-    options.node_token = Some("demo-node-token".into());
-    options.region = options.region.or(Some("demo".into()));
-    options.peer_fetch_interval = options.peer_fetch_interval.or(Some("20".into()));
-    options.status_report_interval = options.status_report_interval.or(Some("10".into()));
-    options.health_check_interval = options.health_check_interval.or(Some("5".into()));
-    let settings = Arc::new(Settings::resolve(&options, &crate::config::ProcessEnv)?);
+    demo_options(&mut options, &backend_url);
+    let settings = Arc::new(Settings::resolve(&options, &ProcessEnv)?);
     let store = Store::open(&settings.data_dir, "demo")?;
     api.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(api)?;
     let url = format!("http://{}", listener.local_addr()?);
 
-    say!("\n  status page   {url}/");
-    say!("  nodes         {url}/api/nodes");
-    say!("  node history  {url}/api/nodes/1/health?window=1h");
-    say!("  jobs          {url}/api/jobs");
-    say!("  metrics       {url}/metrics");
-    say!("  demo backend  {backend_url}/peers (inside the demo's network namespace)\n");
-    say!("Node C stops after 40 s to show a peer going down. Ctrl-C stops the demo.\n");
-
+    banner(&url, &backend_url);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let summary = tokio::spawn(live_summary(store.clone(), backend.clone(), stop_rx));
     let mut c = Some(c);
@@ -314,7 +224,7 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
             tokio::task::spawn_blocking(move || drop(node)).await.ok();
         }
     });
-    crate::serve::run(settings, store, listener, false, crate::serve::signal()).await?;
+    super::serve::run(settings, store, listener, false, super::serve::signal()).await?;
     let _ = stop_tx.send(true);
     stop_c.abort();
     let _ = summary.await;
@@ -361,7 +271,7 @@ async fn live_summary(
         for p in &list {
             let cell = match store.latest_result(&p.id).ok().flatten() {
                 Some(r) if r.up => {
-                    format!("{}:up {:.2}ms", p.id, r.rtt_us.unwrap_or(0) as f64 / 1000.0)
+                    format!("{}:up {:.2}ms", p.id, ms(r.rtt_us.unwrap_or(0)))
                 }
                 Some(r) => format!(
                     "{}:{}",
@@ -384,7 +294,7 @@ async fn live_summary(
             sweep.peers,
             sweep
                 .avg_rtt_us
-                .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+                .map(|us| format!("{:.2} ms", ms(us)))
                 .unwrap_or_else(|| "–".into()),
             reports,
             cells.join("  ")

@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
-use crate::config::Settings;
+use crate::config::{PeerSource, Settings};
 use crate::control;
-use crate::jobs::{effective_schedule, status_report, JobContext, JobName};
-use crate::model::Trigger;
+use crate::domain::{JobName, Schedule, Trigger};
+use crate::jobs::{effective_schedule, status_report, JobContext};
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -32,7 +32,7 @@ pub async fn run(
     no_schedule: bool,
     shutdown: impl Future,
 ) -> anyhow::Result<()> {
-    if settings.peer_source == crate::config::PeerSource::None {
+    if settings.peer_source == PeerSource::None {
         tracing::warn!(
             "no peer source: peer-fetch will fail until PEERS_FILE or distributed mode is configured"
         );
@@ -40,26 +40,14 @@ pub async fn run(
     let ctx = JobContext::new(store.clone(), settings.clone());
     let runner = Runner::new(ctx.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_rx_kickoff = stop_rx.clone();
-    let stopped = move || {
+    let stopped = || {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-
-    let control = match control::bind(&settings.data_dir) {
-        Ok(l) => Some(tokio::spawn(control::serve(l, runner.clone(), stopped()))),
-        Err(e) => {
-            tracing::warn!(
-                "no control channel at {}: {e}; run-job cannot reach this process",
-                control::socket_path(&settings.data_dir).display()
-            );
-            None
-        }
-    };
-
-    let jobs: Vec<(JobName, _)> = JobName::ALL
+    let control = start_control(&settings, &runner, stopped());
+    let jobs: Vec<(JobName, Schedule)> = JobName::ALL
         .into_iter()
         .filter(|j| *j != JobName::StatusReport || settings.backend.is_some())
         .map(|j| (j, effective_schedule(j, &settings)))
@@ -74,22 +62,12 @@ pub async fn run(
     };
     // Probing starts at once rather than one interval after start.
     let kickoff = scheduler.is_some().then(|| {
-        let runner = runner.clone();
-        let jobs: Vec<JobName> = jobs.iter().map(|(j, _)| *j).collect();
-        let stopping = stop_rx_kickoff;
-        tokio::spawn(async move {
-            for job in jobs {
-                // A run already going finishes (the drain waits for it); no new one starts.
-                if *stopping.borrow() {
-                    break;
-                }
-                if let Err(e) = runner.run(job, Trigger::Schedule).await {
-                    tracing::error!(job = %job, "could not record the run: {e}");
-                }
-            }
-        })
+        kick_off(
+            runner.clone(),
+            jobs.iter().map(|(j, _)| *j).collect(),
+            stop_rx.clone(),
+        )
     });
-
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -113,22 +91,7 @@ pub async fn run(
         s.shutdown().await;
     }
     let _ = stop_tx.send(true);
-    if !runner.drain(DRAIN_BOUND).await {
-        tracing::warn!("jobs still running after {DRAIN_BOUND:?}; stopping them");
-        runner.interrupt("serve shut down before the run finished");
-        if !runner.drain(INTERRUPT_BOUND).await {
-            tracing::warn!(
-                "jobs still running; they are recorded as interrupted at the next start"
-            );
-        }
-    }
-    if settings.backend.is_some() {
-        match tokio::time::timeout(OFFLINE_BOUND, status_report::send_offline(&ctx)).await {
-            Ok(Ok(_)) => tracing::info!("reported Offline to the backend"),
-            Ok(Err(f)) => tracing::warn!("could not report Offline: {}", f.error),
-            Err(_) => tracing::warn!("could not report Offline within {OFFLINE_BOUND:?}"),
-        }
-    }
+    wind_down(&runner, &ctx).await;
     store.flush().await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
     if let Some(k) = kickoff {
@@ -139,6 +102,65 @@ pub async fn run(
     }
     let _ = std::fs::remove_file(control::socket_path(&settings.data_dir));
     Ok(())
+}
+
+/// The control channel for `run-job`, until `stopped`; none (with a warning) when its socket
+/// cannot be bound.
+fn start_control(
+    settings: &Settings,
+    runner: &Runner,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match control::bind(&settings.data_dir) {
+        Ok(l) => Some(tokio::spawn(control::serve(l, runner.clone(), stopped))),
+        Err(e) => {
+            tracing::warn!(
+                "no control channel at {}: {e}; run-job cannot reach this process",
+                control::socket_path(&settings.data_dir).display()
+            );
+            None
+        }
+    }
+}
+
+/// Runs each job once now, in turn, unless serve is stopping.
+fn kick_off(
+    runner: Runner,
+    jobs: Vec<JobName>,
+    stopping: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for job in jobs {
+            // A run already going finishes (the drain waits for it); no new one starts.
+            if *stopping.borrow() {
+                break;
+            }
+            if let Err(e) = runner.run(job, Trigger::Schedule).await {
+                tracing::error!(job = %job, "could not record the run: {e}");
+            }
+        }
+    })
+}
+
+/// At shutdown: runs in progress get [`DRAIN_BOUND`] to finish, then are interrupted; the
+/// backend is told `Offline`.
+async fn wind_down(runner: &Runner, ctx: &JobContext) {
+    if !runner.drain(DRAIN_BOUND).await {
+        tracing::warn!("jobs still running after {DRAIN_BOUND:?}; stopping them");
+        runner.interrupt("serve shut down before the run finished");
+        if !runner.drain(INTERRUPT_BOUND).await {
+            tracing::warn!(
+                "jobs still running; they are recorded as interrupted at the next start"
+            );
+        }
+    }
+    if ctx.settings.backend.is_some() {
+        match tokio::time::timeout(OFFLINE_BOUND, status_report::send_offline(ctx)).await {
+            Ok(Ok(_)) => tracing::info!("reported Offline to the backend"),
+            Ok(Err(f)) => tracing::warn!("could not report Offline: {}", f.error),
+            Err(_) => tracing::warn!("could not report Offline within {OFFLINE_BOUND:?}"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, with the signal's name. SIGHUP is logged and ignored

@@ -4,12 +4,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::config::{Cli, Command, PeerSource, Settings};
+use crate::api::views::RunView;
+use crate::config::{
+    Cli, Command, PeerSource, ProcessEnv, Settings, NEEDS_BACKEND, NEEDS_PEER_SOURCE,
+};
 use crate::control::{self, ControlError};
-use crate::jobs::{effective_schedule, JobContext, JobName};
-use crate::model::{JobRun, Outcome, Trigger};
+use crate::domain::time::rfc3339_seconds;
+use crate::domain::{JobName, JobRun, Outcome, Trigger};
+use crate::jobs::{effective_schedule, JobContext};
 use crate::runner::Runner;
 use crate::store::{Store, StoreError};
 
@@ -40,9 +44,9 @@ pub fn run(cli: Cli) -> ExitCode {
         .clone()
         .unwrap_or(Command::Serve { no_schedule: false });
     if let Command::Demo = command {
-        return crate::demo::run(cli.options);
+        return super::demo::run(cli.options);
     }
-    let settings = match Settings::resolve(&cli.options, &crate::config::ProcessEnv) {
+    let settings = match Settings::resolve(&cli.options, &ProcessEnv) {
         Ok(s) => Arc::new(s),
         Err(e) => return usage(e),
     };
@@ -97,12 +101,12 @@ async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
             ))
         }
     };
-    match crate::serve::run(
+    match super::serve::run(
         settings,
         store,
         listener,
         no_schedule,
-        crate::serve::signal(),
+        super::serve::signal(),
     )
     .await
     {
@@ -126,13 +130,10 @@ async fn run_job(
     wait: Duration,
 ) -> ExitCode {
     if job == JobName::StatusReport && settings.backend.is_none() {
-        return usage(crate::config::NEEDS_BACKEND);
+        return usage(NEEDS_BACKEND);
     }
     if job == JobName::PeerFetch && settings.peer_source == PeerSource::None {
-        return usage(
-            "peer-fetch needs a peer source: set PEERS_FILE (--peers-file), or DISTRIBUTED_MODE_ENABLED \
-             with BACKEND_BASE_URL and NODE_TOKEN",
-        );
+        return usage(format!("peer-fetch cannot run: {NEEDS_PEER_SOURCE}"));
     }
     // SIGHUP is ignored for the whole command (also while waiting or asking serve).
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -145,59 +146,82 @@ async fn run_job(
     let deadline = Instant::now() + wait;
     let command = format!("run-job {job}");
     let run = loop {
-        match Store::open(&settings.data_dir, &command) {
-            Ok(store) => {
-                let runner = Runner::new(JobContext::new(store, settings.clone()));
-                let work = runner.run(job, Trigger::Cli);
-                tokio::pin!(work);
-                let recorded = tokio::select! {
-                    recorded = &mut work => recorded,
-                    signal = crate::serve::signal() => {
-                        // The run records itself as interrupted and ends; bounded, so a job
-                        // stuck in a system call cannot keep the process from exiting.
-                        runner.interrupt(signal);
-                        match tokio::time::timeout(INTERRUPT_BOUND, &mut work).await {
-                            Ok(recorded) => recorded,
-                            Err(_) => {
-                                eprintln!("error: {job} interrupted by {signal}; its run could not be recorded in time");
-                                return ExitCode::from(exit::FAILED);
-                            }
-                        }
-                    }
-                };
-                match recorded {
-                    Ok(run) => break run,
-                    Err(e) => {
-                        eprintln!("error: could not record the run: {e}");
-                        return ExitCode::from(exit::FAILED);
-                    }
-                }
-            }
+        let outcome = match Store::open(&settings.data_dir, &command) {
+            Ok(store) => run_here(store, &settings, job).await.map(Some),
             Err(StoreError::Busy { owner, .. }) => {
-                let answer_within = job.spec().timeout + Duration::from_secs(15);
-                match control::request(&settings.data_dir, job, answer_within).await {
-                    Ok(run) => break run,
-                    Err(ControlError::NotServing(_)) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(ControlError::NotServing(_)) => {
-                        eprintln!(
-                            "error: the store in {} is in use by {owner}; gave up after waiting {}s (--wait)",
-                            settings.data_dir.display(),
-                            wait.as_secs()
-                        );
-                        return ExitCode::from(exit::TEMPFAIL);
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(exit::FAILED);
-                    }
-                }
+                ask_serve(&settings, job, Instant::now() < deadline)
+                    .await
+                    .map_err(|busy| match busy {
+                        Some(code) => code,
+                        None => {
+                            eprintln!(
+                                "error: the store in {} is in use by {owner}; gave up after waiting {}s (--wait)",
+                                settings.data_dir.display(),
+                                wait.as_secs()
+                            );
+                            ExitCode::from(exit::TEMPFAIL)
+                        }
+                    })
             }
             Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
+        };
+        match outcome {
+            Ok(Some(run)) => break run,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(code) => return code,
         }
     };
     report_run(&run, json_out)
+}
+
+/// Runs `job` in this process on `store`; on SIGTERM/SIGINT the run is interrupted and
+/// recorded so, and the command fails.
+async fn run_here(
+    store: Store,
+    settings: &Arc<Settings>,
+    job: JobName,
+) -> Result<JobRun, ExitCode> {
+    let runner = Runner::new(JobContext::new(store, settings.clone()));
+    let work = runner.run(job, Trigger::Cli);
+    tokio::pin!(work);
+    let recorded = tokio::select! {
+        recorded = &mut work => recorded,
+        signal = super::serve::signal() => {
+            // The run records itself as interrupted and ends; bounded, so a job stuck in a
+            // system call cannot keep the process from exiting.
+            runner.interrupt(signal);
+            match tokio::time::timeout(INTERRUPT_BOUND, &mut work).await {
+                Ok(recorded) => recorded,
+                Err(_) => {
+                    eprintln!("error: {job} interrupted by {signal}; its run could not be recorded in time");
+                    return Err(ExitCode::from(exit::FAILED));
+                }
+            }
+        }
+    };
+    recorded.map_err(|e| {
+        eprintln!("error: could not record the run: {e}");
+        ExitCode::from(exit::FAILED)
+    })
+}
+
+/// Asks the `serve` holding the store to run `job`. `Ok(None)`: nobody answers yet, try again
+/// (while `may_wait`); `Err(None)`: nobody answered in time; `Err(Some(code))`: it failed.
+async fn ask_serve(
+    settings: &Settings,
+    job: JobName,
+    may_wait: bool,
+) -> Result<Option<JobRun>, Option<ExitCode>> {
+    let answer_within = job.spec().timeout + Duration::from_secs(15);
+    match control::request(&settings.data_dir, job, answer_within).await {
+        Ok(run) => Ok(Some(run)),
+        Err(ControlError::NotServing(_)) if may_wait => Ok(None),
+        Err(ControlError::NotServing(_)) => Err(None),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(Some(ExitCode::from(exit::FAILED)))
+        }
+    }
 }
 
 fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
@@ -215,16 +239,10 @@ fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
         "failed"
     };
     if json_out {
-        let object = json!({
-            "job": run.job,
-            "outcome": outcome,
-            "trigger": run.trigger,
-            "started_at": crate::model::rfc3339(run.started_at),
-            "duration_ms": run.duration_ms,
-            "summary": run.summary,
-            "error": run.error,
-        });
-        println!("{object}");
+        match serde_json::to_string(&RunView::one_shot(run)) {
+            Ok(object) => println!("{object}"),
+            Err(e) => eprintln!("error: cannot write the run as JSON: {e}"),
+        }
     } else {
         println!("{} {outcome} in {} ms", run.job, run.duration_ms);
         print_summary(&run.summary);
@@ -263,35 +281,7 @@ fn print_summary(summary: &Value) {
 
 /// `jobs`: from the store when it is free, else from the `serve` that holds it.
 fn list_jobs(settings: &Settings) -> ExitCode {
-    let (last_runs, note): (Vec<Option<JobRun>>, Option<String>) =
-        match Store::open(&settings.data_dir, "jobs") {
-            Ok(store) => {
-                let runs: Result<Vec<_>, _> = JobName::ALL
-                    .into_iter()
-                    .map(|j| store.last_run(j.as_str()))
-                    .collect();
-                match runs {
-                    Ok(r) => (r, None),
-                    Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
-                }
-            }
-            Err(StoreError::Busy { owner, .. }) => {
-                let asked = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-                    rt.block_on(control::last_runs(&settings.data_dir))
-                        .map_err(|e| e.to_string())
-                });
-                match asked {
-                    Ok(r) => (r, None),
-                    Err(e) => (
-                        Vec::new(),
-                        Some(format!(
-                            "last runs unavailable: the store is in use by {owner} ({e})"
-                        )),
-                    ),
-                }
-            }
-            Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
-        };
+    let (last_runs, note) = last_runs(settings);
     println!(
         "{:<14} {:<16} {:>8}  {:<8} LAST RUN",
         "JOB", "SCHEDULE", "TIMEOUT", "OVERLAP"
@@ -301,8 +291,7 @@ fn list_jobs(settings: &Settings) -> ExitCode {
         let last = match last_runs.get(i) {
             Some(Some(r)) => format!(
                 "{} {} ({} ms, {})",
-                r.started_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                rfc3339_seconds(r.started_at),
                 r.outcome.as_str(),
                 r.duration_ms,
                 r.trigger.as_str()
@@ -322,4 +311,30 @@ fn list_jobs(settings: &Settings) -> ExitCode {
         println!("({note})");
     }
     ExitCode::from(exit::OK)
+}
+
+/// The last run of every job (in `JobName::ALL` order), and a note when they are unavailable.
+fn last_runs(settings: &Settings) -> (Vec<Option<JobRun>>, Option<String>) {
+    match Store::open(&settings.data_dir, "jobs") {
+        Ok(store) => match store.last_runs(JobName::ALL.map(JobName::as_str)) {
+            Ok(r) => (r, None),
+            Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
+        },
+        Err(StoreError::Busy { owner, .. }) => {
+            let asked = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(control::last_runs(&settings.data_dir))
+                    .map_err(|e| e.to_string())
+            });
+            match asked {
+                Ok(r) => (r, None),
+                Err(e) => (
+                    Vec::new(),
+                    Some(format!(
+                        "last runs unavailable: the store is in use by {owner} ({e})"
+                    )),
+                ),
+            }
+        }
+        Err(e) => (Vec::new(), Some(format!("last runs unavailable: {e}"))),
+    }
 }

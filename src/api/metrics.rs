@@ -1,0 +1,99 @@
+//! `/metrics`: the Prometheus text format.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::nodes::Listed;
+use super::ApiState;
+use crate::domain::JobName;
+
+/// A label value, escaped as the text format wants.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let ctx = s.runner.context();
+    let store = &ctx.store;
+    let Listed { peers, latest, .. } = Listed::read(store)?;
+    let region = label(ctx.settings.region.as_deref().unwrap_or(""));
+    let mut up = String::new();
+    let mut rtt = String::new();
+    for peer in &peers {
+        let Some(latest) = latest.get(&peer.id) else {
+            continue;
+        };
+        let labels = format!(
+            "id=\"{}\",name=\"{}\",protocol=\"{}\",region=\"{}\"",
+            label(&peer.id),
+            label(&peer.name),
+            label(&peer.protocol),
+            region
+        );
+        let _ = writeln!(
+            up,
+            "easytier_probe_peer_up{{{labels}}} {}",
+            u8::from(latest.up)
+        );
+        if let Some(us) = latest.rtt_us {
+            let _ = writeln!(
+                rtt,
+                "easytier_probe_peer_rtt_seconds{{{labels}}} {}",
+                us as f64 / 1e6
+            );
+        }
+    }
+    let mut runs = String::new();
+    let mut success = String::new();
+    for job in JobName::ALL {
+        for (outcome, n) in s.runner.counts(job) {
+            let _ = writeln!(
+                runs,
+                "easytier_probe_job_runs_total{{job=\"{job}\",outcome=\"{}\"}} {n}",
+                outcome.as_str()
+            );
+        }
+        if let Ok(Some(run)) = store.last_success(job.as_str()) {
+            let _ = writeln!(
+                success,
+                "easytier_probe_job_last_success_timestamp_seconds{{job=\"{job}\"}} {}",
+                run.started_at.timestamp_millis() as f64 / 1000.0
+            );
+        }
+    }
+    let body = format!(
+        "# HELP easytier_probe_peer_up Whether the peer passed the last probe (1) or not (0).\n\
+         # TYPE easytier_probe_peer_up gauge\n{up}\
+         # HELP easytier_probe_peer_rtt_seconds EasyTier ping/pong round trip of the last probe.\n\
+         # TYPE easytier_probe_peer_rtt_seconds gauge\n{rtt}\
+         # HELP easytier_probe_job_runs_total Job runs by this process, by outcome.\n\
+         # TYPE easytier_probe_job_runs_total counter\n{runs}\
+         # HELP easytier_probe_job_last_success_timestamp_seconds Start of the last successful run.\n\
+         # TYPE easytier_probe_job_last_success_timestamp_seconds gauge\n{success}"
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,111 @@
+//! `/api/nodes` and `/api/nodes/{id}/health`: the listed peers, and one peer's history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::error::{ok, ApiError};
+use super::views::{merged, stats, uptime_pct, NodeHealthView, NodeView, NodesView, SeriesPoint};
+use super::ApiState;
+use crate::domain::time::{from_millis, ms, rfc3339};
+use crate::domain::{Peer, ProbeResult, Window};
+use crate::store::{Store, StoreError};
+
+/// The listed peers, their slots and their latest results: what every fleet view starts from.
+pub(super) struct Listed {
+    pub peers: Vec<Peer>,
+    pub slots: HashMap<String, u32>,
+    pub latest: HashMap<String, ProbeResult>,
+}
+
+impl Listed {
+    pub fn read(store: &Store) -> Result<Listed, StoreError> {
+        Ok(Listed {
+            peers: store.peer_list()?.map(|l| l.peers).unwrap_or_default(),
+            slots: store.roster()?,
+            latest: store.latest_results()?,
+        })
+    }
+}
+
+/// The windows `/api/nodes` gives each peer's uptime for.
+const NODE_UPTIMES: [&str; 3] = ["1h", "24h", "7d"];
+
+pub(super) async fn nodes(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let ctx = s.runner.context();
+    let store = &ctx.store;
+    let now = ctx.clock.now();
+    let listed = Listed::read(store)?;
+    let mut uptimes = Vec::new();
+    for name in NODE_UPTIMES {
+        let w = Window::named(name).expect("a known window");
+        uptimes.push((name, store.window(&w, now, None, false)?));
+    }
+    let items: Vec<NodeView> = listed
+        .peers
+        .iter()
+        .map(|peer| {
+            let slot = listed.slots.get(&peer.id);
+            let uptime: BTreeMap<&'static str, Option<f64>> = uptimes
+                .iter()
+                .map(|(name, per_slot)| {
+                    let pct = slot
+                        .and_then(|s| per_slot.get(s))
+                        .and_then(|points| uptime_pct(&merged(points.values())));
+                    (*name, pct)
+                })
+                .collect();
+            NodeView::new(peer, listed.latest.get(&peer.id), uptime)
+        })
+        .collect();
+    Ok(ok(NodesView {
+        total: items.len(),
+        items,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct WindowQuery {
+    window: Option<String>,
+}
+
+pub(super) async fn node_health(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<WindowQuery>,
+) -> Result<Response, ApiError> {
+    let w = Window::named(q.window.as_deref().unwrap_or("1h")).ok_or(ApiError::BadRequest(
+        "window must be one of 1h, 24h, 7d, 30d",
+    ))?;
+    let ctx = s.runner.context();
+    let store = &ctx.store;
+    // Peers that left the list keep their slot, and so their history, until it ages out.
+    let slot = store
+        .slot(&id)?
+        .ok_or(ApiError::NotFound("no node with this id"))?;
+    let now = ctx.clock.now();
+    let points = store
+        .window(&w, now, Some(slot), true)?
+        .remove(&slot)
+        .unwrap_or_default();
+    let series = points
+        .iter()
+        .map(|(start, b)| SeriesPoint {
+            at: rfc3339(from_millis(*start)),
+            checks: b.checks,
+            up: b.up,
+            uptime_pct: uptime_pct(b),
+            rtt_ms: b.avg_rtt_us().map(ms),
+        })
+        .collect();
+    Ok(ok(NodeHealthView {
+        id,
+        window: w.name,
+        from: rfc3339(w.start(now)),
+        step_s: w.step.num_seconds(),
+        stats: stats(&merged(points.values())),
+        series,
+    }))
+}

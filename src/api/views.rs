@@ -1,0 +1,208 @@
+//! The answers, typed: what the API returns in `data`, and what `run-job --json` prints.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::time::{ms, rfc3339};
+use crate::domain::{Bucket, ErrorKind, JobName, JobRun, Outcome, Peer, ProbeResult, Trigger};
+
+/// A job run, as `/api/jobs` and `run-job --json` show it.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    /// Absent from `run-job --json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    pub job: String,
+    pub trigger: Trigger,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+    pub summary: Value,
+    pub error: Option<String>,
+}
+
+impl RunView {
+    /// The run as the API shows it.
+    pub fn of(run: &JobRun) -> Self {
+        RunView {
+            id: Some(run.id),
+            job: run.job.clone(),
+            trigger: run.trigger,
+            started_at: rfc3339(run.started_at),
+            duration_ms: run.duration_ms,
+            outcome: run.outcome,
+            summary: run.summary.clone(),
+            error: run.error.clone(),
+        }
+    }
+
+    /// The run as `run-job --json` prints it: no id, and the outcome `ok` or `failed`.
+    pub fn one_shot(run: &JobRun) -> Self {
+        RunView {
+            id: None,
+            outcome: match run.outcome {
+                Outcome::Ok => Outcome::Ok,
+                _ => Outcome::Failed,
+            },
+            ..RunView::of(run)
+        }
+    }
+}
+
+/// `{"items": [..]}`.
+#[derive(Debug, Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// One job of `/api/jobs`.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub name: JobName,
+    pub schedule: String,
+    pub timeout_s: u64,
+    pub overlap: String,
+    pub next_run_at: Option<String>,
+    pub last_run: Option<RunView>,
+}
+
+/// `/health`.
+#[derive(Debug, Serialize)]
+pub struct HealthView {
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub peers: usize,
+    pub jobs: BTreeMap<JobName, JobHealth>,
+}
+
+/// A job's last finished run, in `/health`.
+#[derive(Debug, Serialize)]
+pub struct JobHealth {
+    pub last_run_at: Option<String>,
+    pub last_outcome: Option<Outcome>,
+}
+
+/// `/api/nodes`.
+#[derive(Debug, Serialize)]
+pub struct NodesView {
+    pub total: usize,
+    pub items: Vec<NodeView>,
+}
+
+/// One listed peer with its latest result and uptimes.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub protocol: String,
+    pub network_name: String,
+    pub up: Option<bool>,
+    pub rtt_ms: Option<f64>,
+    pub error_kind: Option<ErrorKind>,
+    pub last_checked_at: Option<String>,
+    /// Window name → uptime percentage (`null` without checks).
+    pub uptime: BTreeMap<&'static str, Option<f64>>,
+}
+
+impl NodeView {
+    pub fn new(
+        peer: &Peer,
+        latest: Option<&ProbeResult>,
+        uptime: BTreeMap<&'static str, Option<f64>>,
+    ) -> Self {
+        NodeView {
+            id: peer.id.clone(),
+            name: peer.name.clone(),
+            host: peer.host.clone(),
+            port: peer.port,
+            protocol: peer.protocol.clone(),
+            network_name: peer.network_name.clone(),
+            up: latest.map(|r| r.up),
+            rtt_ms: latest.and_then(|r| r.rtt_us).map(ms),
+            error_kind: latest.and_then(|r| r.error_kind),
+            last_checked_at: latest.map(|r| rfc3339(r.checked_at)),
+            uptime,
+        }
+    }
+}
+
+/// `/api/nodes/{id}/health`.
+#[derive(Debug, Serialize)]
+pub struct NodeHealthView {
+    pub id: String,
+    pub window: &'static str,
+    pub from: String,
+    pub step_s: i64,
+    pub stats: Stats,
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Checks, up, loss, uptime and RTT figures of a stretch of history.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub checks: u64,
+    pub up: u64,
+    pub loss_pct: Option<f64>,
+    pub uptime_pct: Option<f64>,
+    pub rtt_ms: RttMs,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RttMs {
+    pub min: Option<f64>,
+    pub avg: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// One step of a window's series.
+#[derive(Debug, Serialize)]
+pub struct SeriesPoint {
+    pub at: String,
+    pub checks: u64,
+    pub up: u64,
+    pub uptime_pct: Option<f64>,
+    pub rtt_ms: Option<f64>,
+}
+
+/// Uptime percentage of a bucket, `None` when it has no checks.
+pub fn uptime_pct(b: &Bucket) -> Option<f64> {
+    (b.checks > 0).then(|| round2(b.up as f64 * 100.0 / b.checks as f64))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The figures of a bucket.
+pub fn stats(b: &Bucket) -> Stats {
+    let has_rtt = b.rtt_n > 0;
+    Stats {
+        checks: b.checks,
+        up: b.up,
+        loss_pct: (b.checks > 0)
+            .then(|| round2((b.checks - b.up) as f64 * 100.0 / b.checks as f64)),
+        uptime_pct: uptime_pct(b),
+        rtt_ms: RttMs {
+            min: has_rtt.then_some(b.rtt_min_us).map(ms),
+            avg: b.avg_rtt_us().map(ms),
+            p95: b.rtt_quantile_us(0.95).map(ms),
+            max: has_rtt.then_some(b.rtt_max_us).map(ms),
+        },
+    }
+}
+
+/// One bucket of everything in `buckets`.
+pub fn merged<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Bucket {
+    let mut all = Bucket::default();
+    for b in buckets {
+        all.merge(b);
+    }
+    all
+}

@@ -1,0 +1,111 @@
+//! Configuration: the command line, the environment and `.env`, resolved into [`Settings`].
+//!
+//! Precedence: flag > environment > `.env` in the working directory > default. Secrets may
+//! also come from `<NAME>_FILE` or from a systemd credential in `$CREDENTIALS_DIRECTORY`.
+//!
+//! - [`args`]: the clap definitions;
+//! - [`env`]: the environment and `.env`;
+//! - [`secrets`]: the table of secret names and how a secret is sourced;
+//! - `resolve`: options → settings, one function per section.
+
+pub mod args;
+pub mod env;
+mod resolve;
+pub mod secrets;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use args::{Cli, Command, Options};
+pub use env::{load_dotenv, EmptyEnv, Env, ProcessEnv};
+
+use crate::domain::{Retention, Secret};
+
+/// A configuration problem; the message names the flag or variable to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Why status-report cannot run without a backend, and what to set.
+pub const NEEDS_BACKEND: &str =
+    "status-report needs a backend: set DISTRIBUTED_MODE_ENABLED=true, BACKEND_BASE_URL and NODE_TOKEN";
+
+/// Why peer-fetch cannot run without a peer source, and what to set.
+pub const NEEDS_PEER_SOURCE: &str =
+    "no peer source: set PEERS_FILE (--peers-file) for standalone mode, or \
+     DISTRIBUTED_MODE_ENABLED with BACKEND_BASE_URL and NODE_TOKEN";
+
+/// The variables that override a job's interval (a spec's `interval_variable` names one), and
+/// their flags.
+pub const INTERVAL_VARIABLES: [(&str, &str); 3] = [
+    ("PEER_FETCH_INTERVAL", "--peer-fetch-interval"),
+    ("STATUS_REPORT_INTERVAL", "--status-report-interval"),
+    ("HEALTH_CHECK_INTERVAL", "--health-check-interval"),
+];
+
+/// Where peers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSource {
+    Backend,
+    File(PathBuf),
+    /// Neither a backend nor a peers file: peer-fetch fails with a clear message.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub base_url: url::Url,
+    pub node_token: Secret,
+    pub api_key: Option<Secret>,
+}
+
+/// Fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backend: Option<Backend>,
+    pub peer_source: PeerSource,
+    pub region: Option<String>,
+    pub peer_fetch_interval: Option<Duration>,
+    pub status_report_interval: Option<Duration>,
+    pub health_check_interval: Option<Duration>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub network_secret: Secret,
+    pub admin_token: Option<Secret>,
+    /// How long each level of history and the job runs are kept; the sweep prunes.
+    pub retention: Retention,
+    pub probe: ProbeSettings,
+}
+
+impl Settings {
+    /// The interval set by `variable` (one of [`INTERVAL_VARIABLES`], as a job spec's
+    /// `interval_variable` names it), if it is set.
+    pub fn interval(&self, variable: &str) -> Option<Duration> {
+        match variable {
+            "PEER_FETCH_INTERVAL" => self.peer_fetch_interval,
+            "STATUS_REPORT_INTERVAL" => self.status_report_interval,
+            "HEALTH_CHECK_INTERVAL" => self.health_check_interval,
+            _ => None,
+        }
+    }
+}
+
+/// Probe tuning; fixed defaults for now.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            concurrency: 256,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Options (flags, environment, `.env`) → [`Settings`], one function per section; every error
+//! names the flag and the variable to fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::env::Env;
+use super::secrets::{secret, ADMIN_TOKEN, API_KEY, NETWORK_SECRET, NODE_TOKEN};
+use super::{
+    Backend, ConfigError, Options, PeerSource, ProbeSettings, Settings, INTERVAL_VARIABLES,
+};
+use crate::domain::duration::parse_span;
+use crate::domain::{Retention, Secret};
+
+impl Settings {
+    /// Validates the options and fills in secrets from files and credentials.
+    pub fn resolve(options: &Options, env: &dyn Env) -> Result<Self, ConfigError> {
+        // Secrets first: a secret file that cannot be read is an error in any mode.
+        let node_token = secret(NODE_TOKEN, options.node_token.as_deref(), env)?;
+        let api_key = secret(API_KEY, options.api_key.as_deref(), env)?;
+        let admin_token = secret(ADMIN_TOKEN, options.admin_token.as_deref(), env)?;
+        let backend = backend(options, node_token, api_key)?;
+        let peer_source = peer_source(backend.is_some(), options)?;
+        let [peer_fetch, status_report, health_check] = INTERVAL_VARIABLES;
+        Ok(Settings {
+            backend,
+            peer_source,
+            region: options
+                .region
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(String::from),
+            peer_fetch_interval: interval(options.peer_fetch_interval.as_deref(), peer_fetch)?,
+            status_report_interval: interval(
+                options.status_report_interval.as_deref(),
+                status_report,
+            )?,
+            health_check_interval: interval(
+                options.health_check_interval.as_deref(),
+                health_check,
+            )?,
+            data_dir: data_dir(options, env),
+            listen: listen(options)?,
+            network_secret: secret(NETWORK_SECRET, options.network_secret.as_deref(), env)?
+                .unwrap_or_else(|| Secret::new("")),
+            admin_token,
+            retention: retention(options)?,
+            probe: ProbeSettings::default(),
+        })
+    }
+}
+
+/// The backend in distributed mode (its URL and node token are then required), else none.
+fn backend(
+    options: &Options,
+    node_token: Option<Secret>,
+    api_key: Option<Secret>,
+) -> Result<Option<Backend>, ConfigError> {
+    let base_url = match options.backend_base_url.as_deref().map(str::trim) {
+        Some(raw) if !raw.is_empty() => Some(parse_backend_url(raw)?),
+        _ => None,
+    };
+    if !options.distributed_mode.unwrap_or(false) {
+        return Ok(None);
+    }
+    let base_url = base_url.ok_or_else(|| {
+        ConfigError(
+            "BACKEND_BASE_URL is required in distributed mode; set it or pass --backend-base-url"
+                .into(),
+        )
+    })?;
+    let node_token = node_token.ok_or_else(|| {
+        ConfigError(
+            "NODE_TOKEN is required in distributed mode; set it, NODE_TOKEN_FILE, the \
+             node_token credential, or pass --node-token"
+                .into(),
+        )
+    })?;
+    Ok(Some(Backend {
+        base_url,
+        node_token,
+        api_key,
+    }))
+}
+
+fn parse_backend_url(raw: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(raw).map_err(|e| {
+        ConfigError(format!(
+            "BACKEND_BASE_URL (--backend-base-url) is not a valid URL ({e}); expected e.g. https://backend.example.com"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError(
+            "BACKEND_BASE_URL (--backend-base-url) must be an http:// or https:// URL with a host"
+                .into(),
+        ));
+    }
+    Ok(url)
+}
+
+fn peer_source(distributed: bool, options: &Options) -> Result<PeerSource, ConfigError> {
+    match (distributed, &options.peers_file) {
+        (true, Some(_)) => Err(ConfigError(
+            "PEERS_FILE (--peers-file) and DISTRIBUTED_MODE_ENABLED both given: in \
+             distributed mode peers come from the backend; unset one of them"
+                .into(),
+        )),
+        (true, None) => Ok(PeerSource::Backend),
+        (false, Some(path)) => Ok(PeerSource::File(path.clone())),
+        (false, None) => Ok(PeerSource::None),
+    }
+}
+
+/// `--data-dir`, else `DATABASE_PATH`, else systemd's `STATE_DIRECTORY`, else a directory in
+/// the working directory.
+fn data_dir(options: &Options, env: &dyn Env) -> PathBuf {
+    options
+        .data_dir
+        .clone()
+        .or_else(|| env.var("DATABASE_PATH").map(PathBuf::from))
+        .or_else(|| {
+            env.var("STATE_DIRECTORY")
+                .and_then(|s| s.split(':').next().map(PathBuf::from))
+        })
+        .unwrap_or_else(|| PathBuf::from("./easytier-probe-data"))
+}
+
+fn listen(options: &Options) -> Result<std::net::SocketAddr, ConfigError> {
+    let raw = options.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    raw.trim().parse().map_err(|_| {
+        ConfigError(format!(
+            "LISTEN_ADDR (--listen) must be an address like 127.0.0.1:8080, got {raw:?}"
+        ))
+    })
+}
+
+/// Whole seconds, at least 1.
+fn interval(raw: Option<&str>, (var, flag): (&str, &str)) -> Result<Option<Duration>, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=7 * 24 * 3600).contains(&n) => Ok(Some(Duration::from_secs(n))),
+        _ => Err(ConfigError(format!(
+            "{var} ({flag}) must be a whole number of seconds between 1 and 604800, got {raw:?}"
+        ))),
+    }
+}
+
+const DAY: u64 = 86_400;
+const YEAR: u64 = 365 * DAY;
+
+fn retention(options: &Options) -> Result<Retention, ConfigError> {
+    let defaults = Retention::default();
+    Ok(Retention {
+        raw: span(
+            options.history_retention.as_deref(),
+            ("HISTORY_RETENTION", "--history-retention"),
+            defaults.raw,
+            (10 * 60, 30 * DAY),
+        )?,
+        minute: span(
+            options.history_minute_retention.as_deref(),
+            ("HISTORY_MINUTE_RETENTION", "--history-minute-retention"),
+            defaults.minute,
+            (2 * 3600, 90 * DAY),
+        )?,
+        hour: span(
+            options.history_hour_retention.as_deref(),
+            ("HISTORY_HOUR_RETENTION", "--history-hour-retention"),
+            defaults.hour,
+            (170 * 3600, 3 * YEAR),
+        )?,
+        day: span(
+            options.history_day_retention.as_deref(),
+            ("HISTORY_DAY_RETENTION", "--history-day-retention"),
+            defaults.day,
+            (31 * DAY, 20 * YEAR),
+        )?,
+        runs_keep: runs_keep(options.runs_keep.as_deref(), defaults.runs_keep)?,
+        runs_age: span(
+            options.runs_retention.as_deref(),
+            ("RUNS_RETENTION", "--runs-retention"),
+            defaults.runs_age,
+            (3600, 20 * YEAR),
+        )?,
+    })
+}
+
+/// A retention setting: a duration ("d" is accepted beside ms/s/m/h) within `bounds` seconds.
+fn span(
+    raw: Option<&str>,
+    (var, flag): (&str, &str),
+    default: chrono::Duration,
+    (min, max): (u64, u64),
+) -> Result<chrono::Duration, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(default);
+    };
+    match parse_span(raw) {
+        Ok(d) if (min..=max).contains(&d.as_secs()) => {
+            Ok(chrono::Duration::seconds(d.as_secs() as i64))
+        }
+        _ => Err(ConfigError(format!(
+            "{var} ({flag}) must be a duration from {} to {}, like 36h or 7d, got {raw:?}",
+            human_secs(min),
+            human_secs(max)
+        ))),
+    }
+}
+
+fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s % DAY == 0 => format!("{}d", s / DAY),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{}m", s / 60),
+    }
+}
+
+fn runs_keep(raw: Option<&str>, default: usize) -> Result<usize, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(default);
+    };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "RUNS_KEEP (--runs-keep) must be a whole number from 1 to 1000000, got {raw:?}"
+        ))),
+    }
+}

@@ -1,0 +1,222 @@
+use super::*;
+use crate::domain::Retention;
+use clap::Parser;
+use std::collections::HashMap;
+
+struct MapEnv(HashMap<String, String>);
+
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> MapEnv {
+    MapEnv(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn parse(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("easytier-probe").chain(args.iter().copied()))
+        .expect("arguments parse")
+}
+
+#[test]
+fn distributed_mode_names_the_missing_setting() {
+    let cli = parse(&["--distributed-mode", "--node-token", "t"]);
+    let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+    assert!(err.0.contains("BACKEND_BASE_URL"), "{err}");
+
+    let cli = parse(&["--distributed-mode", "--backend-base-url", "http://b.test"]);
+    let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+    assert!(err.0.contains("NODE_TOKEN"), "{err}");
+}
+
+#[test]
+fn flags_work_after_the_command_and_secrets_are_redacted() {
+    let cli = parse(&[
+        "run-job",
+        "peer-fetch",
+        "--distributed-mode",
+        "--backend-base-url",
+        "http://b.test/api",
+        "--node-token",
+        "tok-123",
+        "--region",
+        "us-west",
+    ]);
+    let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
+    let backend = s.backend.as_ref().unwrap();
+    assert_eq!(backend.node_token.expose(), "tok-123");
+    assert_eq!(s.region.as_deref(), Some("us-west"));
+    assert_eq!(s.peer_source, PeerSource::Backend);
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("tok-123"), "{debug}");
+}
+
+#[test]
+fn secret_files_and_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "from-file\n").unwrap();
+    std::fs::write(dir.path().join("api_key"), "from-credential").unwrap();
+    let e = env(&[
+        (
+            "NODE_TOKEN_FILE",
+            dir.path().join("token").to_str().unwrap(),
+        ),
+        ("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap()),
+    ]);
+    let cli = parse(&["--distributed-mode", "--backend-base-url", "http://b.test"]);
+    let s = Settings::resolve(&cli.options, &e).unwrap();
+    let b = s.backend.unwrap();
+    assert_eq!(b.node_token.expose(), "from-file");
+    assert_eq!(b.api_key.unwrap().expose(), "from-credential");
+
+    std::fs::write(dir.path().join("network_secret"), "net-from-credential\n").unwrap();
+    let s = Settings::resolve(&parse(&[]).options, &e).unwrap();
+    assert_eq!(s.network_secret.expose(), "net-from-credential");
+
+    let e = env(&[("NODE_TOKEN_FILE", "/nonexistent/secret")]);
+    let err = Settings::resolve(&cli.options, &e).unwrap_err();
+    assert!(err.0.contains("NODE_TOKEN_FILE"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_setting() {
+    for (args, name) in [
+        (
+            vec!["--health-check-interval", "0"],
+            "HEALTH_CHECK_INTERVAL",
+        ),
+        (vec!["--peer-fetch-interval", "abc"], "PEER_FETCH_INTERVAL"),
+        (vec!["--listen", "nowhere"], "LISTEN_ADDR"),
+    ] {
+        let cli = parse(&args);
+        let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+        assert!(err.0.contains(name), "{err}");
+    }
+    let cli = parse(&[
+        "--distributed-mode",
+        "--backend-base-url",
+        "ftp://x",
+        "--node-token",
+        "t",
+    ]);
+    let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+    assert!(err.0.contains("BACKEND_BASE_URL"), "{err}");
+}
+
+#[test]
+fn data_dir_falls_back_to_alias_then_state_directory() {
+    let cli = parse(&[]);
+    let s = Settings::resolve(&cli.options, &env(&[("STATE_DIRECTORY", "/var/lib/p:/x")])).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/p"));
+    let s = Settings::resolve(
+        &cli.options,
+        &env(&[("DATABASE_PATH", "/db"), ("STATE_DIRECTORY", "/s")]),
+    )
+    .unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/db"));
+    let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("./easytier-probe-data"));
+    assert_eq!(s.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+}
+
+#[test]
+fn retentions_default_parse_and_bound() {
+    let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+    assert_eq!(s.retention, Retention::default());
+    let s = Settings::resolve(
+        &parse(&[
+            "--history-retention",
+            "2h",
+            "--history-minute-retention",
+            "3d",
+            "--history-hour-retention",
+            "40d",
+            "--history-day-retention",
+            "3650d",
+            "--runs-keep",
+            "10",
+            "--runs-retention",
+            "36h",
+        ])
+        .options,
+        &env(&[]),
+    )
+    .unwrap();
+    let r = s.retention;
+    assert_eq!(r.raw, chrono::Duration::hours(2));
+    assert_eq!(r.minute, chrono::Duration::days(3));
+    assert_eq!(r.hour, chrono::Duration::days(40));
+    assert_eq!(r.day, chrono::Duration::days(3650));
+    assert_eq!((r.runs_keep, r.runs_age), (10, chrono::Duration::hours(36)));
+    for (flag, var, bad) in [
+        ("--history-retention", "HISTORY_RETENTION", "5m"),
+        ("--history-retention", "HISTORY_RETENTION", "31d"),
+        (
+            "--history-minute-retention",
+            "HISTORY_MINUTE_RETENTION",
+            "soon",
+        ),
+        ("--history-hour-retention", "HISTORY_HOUR_RETENTION", "d"),
+        ("--history-day-retention", "HISTORY_DAY_RETENTION", "30d"),
+        (
+            "--history-minute-retention",
+            "HISTORY_MINUTE_RETENTION",
+            "1h",
+        ),
+        ("--history-hour-retention", "HISTORY_HOUR_RETENTION", "7d"),
+        ("--runs-keep", "RUNS_KEEP", "0"),
+        ("--runs-retention", "RUNS_RETENTION", "1x"),
+    ] {
+        let err = Settings::resolve(&parse(&[flag, bad]).options, &env(&[])).unwrap_err();
+        assert!(err.0.contains(var), "{var}={bad}: {err}");
+    }
+}
+
+/// The tables of names agree with the clap definitions: a secret's flag reads its variable
+/// and hides its value in `--help`; an interval flag reads its variable.
+#[test]
+fn name_tables_match_the_flags() {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let arg = |flag: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == flag))
+            .unwrap_or_else(|| panic!("{flag} is a flag"))
+    };
+    for s in secrets::SECRETS {
+        let a = arg(s.flag);
+        assert_eq!(a.get_env().and_then(|e| e.to_str()), Some(s.variable));
+        assert!(a.is_hide_env_values_set(), "{} shows its value", s.flag);
+    }
+    for (variable, flag) in INTERVAL_VARIABLES {
+        assert_eq!(arg(flag).get_env().and_then(|e| e.to_str()), Some(variable));
+    }
+}
+
+#[test]
+fn interval_variables_name_their_settings() {
+    let cli = Cli::try_parse_from([
+        "easytier-probe",
+        "--peer-fetch-interval",
+        "7",
+        "--status-report-interval",
+        "8",
+        "--health-check-interval",
+        "9",
+    ])
+    .unwrap();
+    let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
+    let got: Vec<_> = INTERVAL_VARIABLES
+        .iter()
+        .map(|(v, _)| s.interval(v).map(|d| d.as_secs()))
+        .collect();
+    assert_eq!(got, [Some(7), Some(8), Some(9)]);
+    assert_eq!(s.interval("NO_SUCH_INTERVAL"), None);
+}

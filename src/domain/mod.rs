@@ -1,0 +1,26 @@
+//! The domain: what a probe is about, with no I/O and nothing else of the crate. Every other
+//! floor builds on it.
+//!
+//! - [`peer`]: a peer and the parser of peer entries from outside;
+//! - [`verdict`]: the result of one probe, the summary of a sweep;
+//! - [`history`]: levels, buckets, retention and the API's windows;
+//! - [`job`]: job names, specs and schedules, runs, and whether the probe is probing;
+//! - [`clock`]: the one injectable clock;
+//! - [`secret`], [`time`], [`duration`]: a value never printed, how times are written, the one
+//!   duration grammar.
+
+pub mod clock;
+pub mod duration;
+pub mod history;
+pub mod job;
+pub mod peer;
+pub mod secret;
+pub mod time;
+pub mod verdict;
+
+pub use clock::{Clock, ManualClock, SharedClock};
+pub use history::{Bucket, Level, Retention, Window, WINDOWS};
+pub use job::{Freshness, JobName, JobRun, JobSpec, Outcome, Schedule, Trigger};
+pub use peer::{ListSource, ParsedList, Peer, PeerEntryError, PeerList};
+pub use secret::Secret;
+pub use verdict::{ErrorKind, ProbeResult, SweepSummary};

@@ -1,0 +1,112 @@
+//! The verdict of one probe of one peer, and the summary of a sweep.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The classes of a failed probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Timeout,
+    ConnectRefused,
+    Dns,
+    HandshakeRejected,
+    ProtocolError,
+    UnsupportedProtocol,
+}
+
+impl ErrorKind {
+    /// Every kind; the store keeps a kind as its index here, so only append.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Timeout,
+        ErrorKind::ConnectRefused,
+        ErrorKind::Dns,
+        ErrorKind::HandshakeRejected,
+        ErrorKind::ProtocolError,
+        ErrorKind::UnsupportedProtocol,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::Dns => "dns",
+            ErrorKind::HandshakeRejected => "handshake_rejected",
+            ErrorKind::ProtocolError => "protocol_error",
+            ErrorKind::UnsupportedProtocol => "unsupported_protocol",
+        }
+    }
+}
+
+/// The verdict of one probe of one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub up: bool,
+    /// Round trip of an EasyTier ping/pong, microseconds; only when up.
+    pub rtt_us: Option<u64>,
+    pub error_kind: Option<ErrorKind>,
+    /// Human-readable detail of a failure, for logs and the API.
+    pub error: Option<String>,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Aggregate of the latest sweep, which status-report sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSummary {
+    pub at: DateTime<Utc>,
+    pub peers: usize,
+    pub reachable: usize,
+    pub avg_rtt_us: Option<u64>,
+    pub max_rtt_us: Option<u64>,
+}
+
+impl SweepSummary {
+    pub fn from_results<'a>(
+        at: DateTime<Utc>,
+        results: impl IntoIterator<Item = &'a ProbeResult>,
+    ) -> Self {
+        let mut peers = 0;
+        let mut rtts = Vec::new();
+        for r in results {
+            peers += 1;
+            if r.up {
+                rtts.push(r.rtt_us.unwrap_or(0));
+            }
+        }
+        let reachable = rtts.len();
+        let avg_rtt_us = (reachable > 0).then(|| rtts.iter().sum::<u64>() / reachable as u64);
+        SweepSummary {
+            at,
+            peers,
+            reachable,
+            avg_rtt_us,
+            max_rtt_us: rtts.iter().copied().max(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_summary_averages_reachable_peers_only() {
+        let now = Utc::now();
+        let r = |up, rtt| ProbeResult {
+            up,
+            rtt_us: rtt,
+            error_kind: None,
+            error: None,
+            checked_at: now,
+        };
+        let s = SweepSummary::from_results(
+            now,
+            &[r(true, Some(1000)), r(true, Some(3500)), r(false, None)],
+        );
+        assert_eq!((s.peers, s.reachable), (3, 2));
+        assert_eq!(s.avg_rtt_us, Some(2250));
+        assert_eq!(s.max_rtt_us, Some(3500));
+        let s = SweepSummary::from_results(now, &[r(false, None)]);
+        assert_eq!(s.avg_rtt_us, None);
+    }
+}

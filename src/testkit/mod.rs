@@ -1,0 +1,12 @@
+//! Machinery for the demo, the tests and the benchmark: real EasyTier nodes on loopback, the
+//! private namespaces they run in ([`localnet`]), and a recording backend ([`backend`]).
+//!
+//! Imports nothing else of the crate. It is in the library's public API only with the
+//! `testkit` feature, which the tests and the benchmark turn on (a dev-dependency of the crate on
+//! itself); the binary's `demo` uses it from inside the crate.
+
+pub mod backend;
+pub mod localnet;
+
+pub use backend::{DemoBackend, Recorded};
+pub use localnet::{free_port, isolate_network, private_mounts, LocalNode};
