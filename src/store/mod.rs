@@ -126,6 +126,7 @@ impl Store {
             source,
         };
         let existed = db_path.exists();
+        drop_unfinished_snapshots(&db_path)?;
         let db = sled::Config::new()
             .path(&db_path)
             .cache_capacity(16 * 1024 * 1024)
@@ -148,6 +149,7 @@ impl Store {
             path: archive_path.clone(),
             source,
         };
+        drop_unfinished_snapshots(&archive_path)?;
         let archive = sled::Config::new()
             .path(&archive_path)
             .cache_capacity(4 * 1024 * 1024)
@@ -302,6 +304,32 @@ fn check_schema(
         .map_err(db_err)?;
     db.flush().map_err(db_err)?;
     Ok(None)
+}
+
+/// Removes the snapshot files a killed process left half written in the sled database at
+/// `db_path` (`snap.<lsn>.generating`). sled 0.34 reads the newest `snap.*` file, finished or
+/// not, and refuses to open on a half-written one ("Corruption"), although a finished
+/// snapshot is renamed before it counts: without it sled starts from the previous snapshot and
+/// replays its log, and loses nothing. Runs only while holding the lock, so no one writes one.
+fn drop_unfinished_snapshots(db_path: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(db_path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(
+                "{}: removing a half-written snapshot file left by a process that was killed",
+                entry.path().display()
+            );
+            std::fs::remove_file(entry.path()).map_err(|source| StoreError::Open {
+                path: entry.path(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of the files under `path` (a data dir: both databases and the rest). Files that

@@ -592,6 +592,33 @@ fn newer_or_unknown_schema_is_refused_and_kept() {
 mod damage_tests {
     use super::*;
 
+    /// A process killed while sled wrote a snapshot leaves `snap.<lsn>.generating` half
+    /// written; sled alone would refuse the store ("Corruption"). It opens, with what it held.
+    #[test]
+    fn a_half_written_snapshot_left_by_a_kill_is_no_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), "t").unwrap();
+            s.replace_peer_list(&list(&["a", "b"])).unwrap();
+            s.inner.db.flush().unwrap();
+            s.inner.archive.flush().unwrap();
+        }
+        for db in ["db", "archive"] {
+            let half = dir.path().join(db).join("snap.FFFFFFFFFFFFFFFF.generating");
+            std::fs::write(&half, vec![0x5Au8; 40]).unwrap();
+        }
+        let s = Store::open(dir.path(), "t").expect("the store opens");
+        assert_eq!(s.peer_list().unwrap().unwrap().peers.len(), 2);
+        assert_eq!(s.roster().unwrap().len(), 2);
+        for db in ["db", "archive"] {
+            assert!(!dir
+                .path()
+                .join(db)
+                .join("snap.FFFFFFFFFFFFFFFF.generating")
+                .exists());
+        }
+    }
+
     #[test]
     fn damaged_files_give_an_error_naming_the_path_and_are_kept() {
         for victim in ["conf", "db"] {
