@@ -1,9 +1,12 @@
 # easytier-probe on Nomad, part 2 of 2: the job probe-sweep, launched on the schedule of
-# jobs/probe-sweep.toml (every = "5s") on every probe node, where it runs `run-job probe-sweep` in
-# the data dir that easytier-probe.nomad.hcl's serve holds: run-job hands the job to that serve
-# over its control socket (same node, same volume, same uid 10001), or runs it itself when no
-# serve is there. docs/deploy.md has the steps; tests/deploy.rs checks this file against
-# jobs/probe-sweep.toml and the binary.
+# jobs/probe-sweep.toml (every = "5s") on every probe node, where it runs
+# `run-job probe-sweep` in the data dir that easytier-probe.nomad.hcl's serve holds: run-job
+# hands the job to that serve over its control socket (same node, same volume, same uid 10001),
+# or runs it itself when no serve is there. docs/deploy.md has the steps; tests/deploy.rs checks
+# this file against jobs/probe-sweep.toml and the binary.
+#
+# Made from periodic.nomad.hcl.in, as the other periodic jobs are: change that, then run
+# `DEPLOY_WRITE=1 cargo test --test deploy` to write the three files again.
 
 variable "image" {
   type        = string
@@ -111,9 +114,20 @@ job "easytier-probe-probe-sweep" {
         EOT
       }
 
-      # The *_FILE variables, for the items the variable has (api_key is optional; run-job serves
-      # no API, so no admin_token). NETWORK_SECRET has no file form, so it comes as a variable,
-      # from here only.
+      template {
+        destination = "secrets/network_secret"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .network_secret }}
+          {{- end -}}
+        EOT
+      }
+
+      # The *_FILE variables, for the items the variable has (api_key and network_secret are
+      # optional; run-job serves no API, so no admin_token).
       template {
         destination = "secrets/credentials.env"
         env         = true
@@ -124,7 +138,7 @@ job "easytier-probe-probe-sweep" {
           API_KEY_FILE={{ env "NOMAD_SECRETS_DIR" }}/api_key
           {{- end }}
           {{- if .Keys | contains "network_secret" }}
-          NETWORK_SECRET={{ .network_secret | toJSON }}
+          NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
           {{- end }}
           {{- end }}
         EOT

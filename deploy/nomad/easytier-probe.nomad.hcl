@@ -130,8 +130,20 @@ job "easytier-probe" {
         EOT
       }
 
-      # The *_FILE variables, for the items the variable has (api_key and admin_token are
-      # optional). NETWORK_SECRET has no file form, so it comes as a variable, from here only.
+      template {
+        destination = "secrets/network_secret"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .network_secret }}
+          {{- end -}}
+        EOT
+      }
+
+      # The *_FILE variables, for the items the variable has (api_key, admin_token and
+      # network_secret are optional).
       template {
         destination = "secrets/credentials.env"
         env         = true
@@ -145,7 +157,7 @@ job "easytier-probe" {
           ADMIN_TOKEN_FILE={{ env "NOMAD_SECRETS_DIR" }}/admin_token
           {{- end }}
           {{- if .Keys | contains "network_secret" }}
-          NETWORK_SECRET={{ .network_secret | toJSON }}
+          NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
           {{- end }}
           {{- end }}
         EOT

@@ -118,6 +118,9 @@ async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
     }
 }
 
+/// What `run-job` gives a `serve` that runs the job for it, beyond the job's timeout, to answer.
+pub const SERVE_ANSWER_MARGIN: Duration = Duration::from_secs(15);
+
 /// How long `run-job` gives an interrupted run to record itself before it exits.
 const INTERRUPT_BOUND: Duration = Duration::from_secs(4);
 
@@ -212,7 +215,7 @@ async fn ask_serve(
     job: JobName,
     may_wait: bool,
 ) -> Result<Option<JobRun>, Option<ExitCode>> {
-    let answer_within = job.spec().timeout + Duration::from_secs(15);
+    let answer_within = job.spec().timeout + SERVE_ANSWER_MARGIN;
     match control::request(&settings.data_dir, job, answer_within).await {
         Ok(run) => Ok(Some(run)),
         Err(ControlError::NotServing(_)) if may_wait => Ok(None),

@@ -22,7 +22,7 @@ pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
 /// How long interrupted runs get to record themselves, after the drain.
 const INTERRUPT_BOUND: Duration = Duration::from_secs(2);
 /// How long the `Offline` report may take at shutdown.
-const OFFLINE_BOUND: Duration = Duration::from_secs(5);
+pub const OFFLINE_BOUND: Duration = Duration::from_secs(5);
 
 /// Runs `serve` on an already-bound listener until `shutdown` resolves.
 pub async fn run(
