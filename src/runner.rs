@@ -303,17 +303,10 @@ impl Drop for ActiveGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EmptyEnv, Options, Settings};
-    use crate::store::Store;
+    use crate::config::Options;
 
     fn runner(dir: &std::path::Path) -> Runner {
-        let options = Options {
-            data_dir: Some(dir.to_path_buf()),
-            ..Options::default()
-        };
-        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
-        let store = Store::open(dir, "test").unwrap();
-        Runner::new(JobContext::new(store, settings))
+        Runner::new(jobs::test_context(dir, Options::default()))
     }
 
     /// Runs `work` as a run of `job` in a task of its own.
@@ -510,13 +503,11 @@ mod tests {
     async fn every_job_prunes_its_own_runs() {
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
-            data_dir: Some(dir.path().to_path_buf()),
             runs_keep: Some("3".into()),
             ..Options::default()
         };
-        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
-        let store = Store::open(dir.path(), "test").unwrap();
-        let r = Runner::new(JobContext::new(store.clone(), settings));
+        let r = Runner::new(jobs::test_context(dir.path(), options));
+        let store = r.context().store.clone();
         // Interleaved as the scheduler runs them: ids of one job never hit a shared modulus.
         for _ in 0..20 {
             for job in JobName::ALL {

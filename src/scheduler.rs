@@ -395,19 +395,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_watch_rearms_every_job_when_the_wall_clock_jumps() {
-        use crate::config::{EmptyEnv, Options, Settings};
-        use crate::jobs::JobContext;
-        use crate::store::Store;
-
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Options::default()
-        };
-        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
-        let store = Store::open(dir.path(), "test").unwrap();
         let clock = ManualClock::new(Utc::now());
-        let ctx = JobContext::new(store, settings).with_clock(clock.shared());
+        let ctx =
+            crate::jobs::test_context(dir.path(), Default::default()).with_clock(clock.shared());
         let scheduler = Scheduler::start(
             Runner::new(ctx),
             &[

@@ -5,7 +5,7 @@
 //! ([`error`]); the answers are typed ([`views`]). One module per group of routes:
 //! [`health`], [`nodes`], [`jobs`], [`metrics`], [`status_page`].
 
-pub mod error;
+mod error;
 mod health;
 mod jobs;
 mod metrics;

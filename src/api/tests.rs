@@ -55,16 +55,11 @@ fn stats_match_hand_computed_figures() {
 /// The windows of a real store behind a real server, against figures worked out by hand.
 #[tokio::test]
 async fn windows_over_every_level_match_hand_computed_figures() {
-    use crate::config::{EmptyEnv, Options, Settings};
     use crate::domain::{ListSource, Peer, PeerList, ProbeResult, SweepSummary};
 
     let dir = tempfile::tempdir().unwrap();
-    let options = Options {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Options::default()
-    };
-    let settings = std::sync::Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
-    let store = crate::store::Store::open(dir.path(), "test").unwrap();
+    let ctx = crate::jobs::test_context(dir.path(), Default::default());
+    let store = ctx.store.clone();
     let peer = Peer::for_tests;
     let now = Utc::now();
     store
@@ -102,11 +97,11 @@ async fn windows_over_every_level_match_hand_computed_figures() {
     }
     // Everything rolled up into minutes, hours and days, and pruned by the defaults.
     store
-        .maintain(now, &settings.retention, chrono::Duration::hours(1))
+        .maintain(now, &ctx.settings.retention, chrono::Duration::hours(1))
         .unwrap();
 
     let state = ApiState {
-        runner: Runner::new(crate::jobs::JobContext::new(store, settings)),
+        runner: Runner::new(ctx),
         scheduler: None,
         started: Instant::now(),
     };

@@ -3,7 +3,7 @@
 //! same entries, is read beside it ([`peers_file`]).
 
 pub mod peers_file;
-pub mod wire;
+mod wire;
 
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 //! - [`secrets`]: the table of secret names and how a secret is sourced;
 //! - `resolve`: options → settings, one function per section.
 
-pub mod args;
-pub mod env;
+mod args;
+mod env;
 mod resolve;
 pub mod secrets;
 

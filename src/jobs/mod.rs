@@ -4,8 +4,8 @@
 //! in the store, and does not know how it was triggered; the runner owns timing, overlap,
 //! timeouts, panics and recording.
 
-pub mod peer_fetch;
-pub mod probe_sweep;
+mod peer_fetch;
+mod probe_sweep;
 pub mod status_report;
 
 use std::sync::Arc;
@@ -93,6 +93,20 @@ pub async fn run(job: JobName, ctx: JobContext, deadline: tokio::time::Instant) 
         JobName::ProbeSweep => probe_sweep::run(&ctx, deadline).await,
         JobName::StatusReport => status_report::run(&ctx).await,
     }
+}
+
+/// A context on a new store in `dir`, with `options` (its data dir set to `dir`): for unit tests.
+#[cfg(test)]
+pub(crate) fn test_context(dir: &std::path::Path, options: crate::config::Options) -> JobContext {
+    let options = crate::config::Options {
+        data_dir: Some(dir.to_path_buf()),
+        ..options
+    };
+    let settings = Settings::resolve(&options, &crate::config::EmptyEnv).expect("test settings");
+    JobContext::new(
+        Store::open(dir, "test").expect("a test store"),
+        Arc::new(settings),
+    )
 }
 
 #[cfg(test)]

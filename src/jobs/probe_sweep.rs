@@ -146,9 +146,8 @@ fn maintain(ctx: &JobContext, now: chrono::DateTime<chrono::Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use crate::config::{EmptyEnv, Options, Settings};
+    use crate::config::Options;
     use crate::domain::{Clock, Level, ManualClock, Trigger, WINDOWS};
     use crate::runner::Runner;
     use crate::store::Store;
@@ -196,16 +195,14 @@ mod tests {
         )
         .unwrap();
         let options = Options {
-            data_dir: Some(dir.path().join("data")),
             peers_file: Some(peers),
             ..Options::default()
         };
-        let settings = Arc::new(Settings::resolve(&options, &EmptyEnv).unwrap());
-        let store = Store::open(&dir.path().join("data"), "test").unwrap();
+        let ctx = crate::jobs::test_context(&dir.path().join("data"), options);
+        let store = ctx.store.clone();
         let t0 = chrono::DateTime::from_timestamp(1_760_000_000, 0).unwrap();
         let clock = ManualClock::new(t0);
-        let runner =
-            Runner::new(JobContext::new(store.clone(), settings).with_clock(clock.shared()));
+        let runner = Runner::new(ctx.with_clock(clock.shared()));
         let sweep = || async {
             let run = runner
                 .run(JobName::ProbeSweep, Trigger::Schedule)

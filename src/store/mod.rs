@@ -126,12 +126,7 @@ impl Store {
             source,
         };
         let existed = db_path.exists();
-        drop_unfinished_snapshots(&db_path)?;
-        let db = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
-            .map_err(db_err)?;
+        let db = open_sled(&db_path, 16 * 1024 * 1024)?;
         let meta = db.open_tree("meta").map_err(db_err)?;
         let migrate_from = check_schema(dir, &db, &meta, existed)?;
         if !dir.join(SCHEMA_MARKER).exists() {
@@ -149,12 +144,7 @@ impl Store {
             path: archive_path.clone(),
             source,
         };
-        drop_unfinished_snapshots(&archive_path)?;
-        let archive = sled::Config::new()
-            .path(&archive_path)
-            .cache_capacity(4 * 1024 * 1024)
-            .open()
-            .map_err(archive_err)?;
+        let archive = open_sled(&archive_path, 4 * 1024 * 1024)?;
         let store = Store {
             inner: std::sync::Arc::new(Inner {
                 archive_meta: archive.open_tree("meta").map_err(archive_err)?,
@@ -304,6 +294,20 @@ fn check_schema(
         .map_err(db_err)?;
     db.flush().map_err(db_err)?;
     Ok(None)
+}
+
+/// Opens the sled database at `path` with a cache of `cache_bytes`, after clearing what a killed
+/// process may have left half written.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    drop_unfinished_snapshots(path)?;
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|source| StoreError::Db {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Removes the snapshot files a killed process left half written in the sled database at
