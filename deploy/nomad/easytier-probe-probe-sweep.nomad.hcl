@@ -127,7 +127,8 @@ job "easytier-probe-probe-sweep" {
       }
 
       # The *_FILE variables, for the items the variable has (api_key and network_secret are
-      # optional; run-job serves no API, so no admin_token).
+      # optional, and an empty network_secret counts as none; run-job serves no API, so no
+      # admin_token).
       template {
         destination = "secrets/credentials.env"
         env         = true
@@ -137,9 +138,9 @@ job "easytier-probe-probe-sweep" {
           {{- if .Keys | contains "api_key" }}
           API_KEY_FILE={{ env "NOMAD_SECRETS_DIR" }}/api_key
           {{- end }}
-          {{- if .Keys | contains "network_secret" }}
+          {{- if .Keys | contains "network_secret" }}{{ if .network_secret }}
           NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
-          {{- end }}
+          {{- end }}{{ end }}
           {{- end }}
         EOT
       }

@@ -143,7 +143,7 @@ job "easytier-probe" {
       }
 
       # The *_FILE variables, for the items the variable has (api_key, admin_token and
-      # network_secret are optional).
+      # network_secret are optional; an empty network_secret counts as none).
       template {
         destination = "secrets/credentials.env"
         env         = true
@@ -156,9 +156,9 @@ job "easytier-probe" {
           {{- if .Keys | contains "admin_token" }}
           ADMIN_TOKEN_FILE={{ env "NOMAD_SECRETS_DIR" }}/admin_token
           {{- end }}
-          {{- if .Keys | contains "network_secret" }}
+          {{- if .Keys | contains "network_secret" }}{{ if .network_secret }}
           NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
-          {{- end }}
+          {{- end }}{{ end }}
           {{- end }}
         EOT
       }

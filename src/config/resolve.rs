@@ -21,6 +21,8 @@ impl Settings {
         let admin_token = secret(ADMIN_TOKEN, options.admin_token.as_deref(), env)?;
         let backend = backend(options, node_token, api_key)?;
         let peer_source = peer_source(backend.is_some(), options)?;
+        let data_dir = data_dir(options, env);
+        let listen = listen(options)?;
         let [peer_fetch, status_report, health_check] = INTERVAL_VARIABLES;
         Ok(Settings {
             backend,
@@ -40,8 +42,8 @@ impl Settings {
                 options.health_check_interval.as_deref(),
                 health_check,
             )?,
-            data_dir: data_dir(options, env),
-            listen: listen(options)?,
+            data_dir,
+            listen,
             network_secret: secret(NETWORK_SECRET, options.network_secret.as_deref(), env)?
                 .unwrap_or_else(|| Secret::new("")),
             admin_token,

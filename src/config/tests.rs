@@ -220,3 +220,12 @@ fn interval_variables_name_their_settings() {
     assert_eq!(got, [Some(7), Some(8), Some(9)]);
     assert_eq!(s.interval("NO_SUCH_INTERVAL"), None);
 }
+
+/// With several bad settings the first one named is the same as it always was: the listen
+/// address before the intervals.
+#[test]
+fn the_listen_address_is_checked_before_the_intervals() {
+    let cli = parse(&["--listen", "nowhere", "--health-check-interval", "0"]);
+    let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+    assert!(err.0.contains("LISTEN_ADDR"), "{err}");
+}
