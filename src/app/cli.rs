@@ -151,20 +151,25 @@ async fn run_job(
     let run = loop {
         let outcome = match Store::open(&settings.data_dir, &command) {
             Ok(store) => run_here(store, &settings, job).await.map(Some),
+            // A serve holds the store: it runs the job; a one-shot holds it: wait for it.
             Err(StoreError::Busy { owner, .. }) => {
-                ask_serve(&settings, job, Instant::now() < deadline)
-                    .await
-                    .map_err(|busy| match busy {
-                        Some(code) => code,
-                        None => {
-                            eprintln!(
-                                "error: the store in {} is in use by {owner}; gave up after waiting {}s (--wait)",
-                                settings.data_dir.display(),
-                                wait.as_secs()
-                            );
-                            ExitCode::from(exit::TEMPFAIL)
-                        }
-                    })
+                let answer_within = job.spec().timeout + SERVE_ANSWER_MARGIN;
+                match control::request(&settings.data_dir, job, answer_within).await {
+                    Ok(run) => Ok(Some(run)),
+                    Err(ControlError::NotServing(_)) if Instant::now() < deadline => Ok(None),
+                    Err(ControlError::NotServing(_)) => {
+                        eprintln!(
+                            "error: the store in {} is in use by {owner}; gave up after waiting {}s (--wait)",
+                            settings.data_dir.display(),
+                            wait.as_secs()
+                        );
+                        Err(ExitCode::from(exit::TEMPFAIL))
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Err(ExitCode::from(exit::FAILED))
+                    }
+                }
             }
             Err(e) => return usage(format!("{e} (DATA_DIR / --data-dir)")),
         };
@@ -206,25 +211,6 @@ async fn run_here(
         eprintln!("error: could not record the run: {e}");
         ExitCode::from(exit::FAILED)
     })
-}
-
-/// Asks the `serve` holding the store to run `job`. `Ok(None)`: nobody answers yet, try again
-/// (while `may_wait`); `Err(None)`: nobody answered in time; `Err(Some(code))`: it failed.
-async fn ask_serve(
-    settings: &Settings,
-    job: JobName,
-    may_wait: bool,
-) -> Result<Option<JobRun>, Option<ExitCode>> {
-    let answer_within = job.spec().timeout + SERVE_ANSWER_MARGIN;
-    match control::request(&settings.data_dir, job, answer_within).await {
-        Ok(run) => Ok(Some(run)),
-        Err(ControlError::NotServing(_)) if may_wait => Ok(None),
-        Err(ControlError::NotServing(_)) => Err(None),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(Some(ExitCode::from(exit::FAILED)))
-        }
-    }
 }
 
 fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
