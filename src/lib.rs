@@ -6,7 +6,8 @@
 //! 1. [`domain`]: what a probe is about; imports nothing of the crate;
 //! 2. [`config`]: the command line and environment, resolved into settings;
 //! 3. the adapters, which never import one another: [`store`] (the only sled user), [`backend`]
-//!    (the only code that knows the backend's JSON), [`probe`] (the only easytier user);
+//!    (the only code that knows the backend's JSON), [`probe`] (the only easytier user),
+//!    [`notifier`] (the only code that knows the notification services' formats);
 //! 4. [`jobs`]: one module per job, on an injected clock;
 //! 5. [`runner`], then [`scheduler`];
 //! 6. [`api`] and [`control`];
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod jobs;
+pub mod notifier;
 pub mod probe;
 pub mod runner;
 pub mod scheduler;

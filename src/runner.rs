@@ -40,6 +40,11 @@ impl Runner {
         &self.ctx
     }
 
+    /// Whether a run of `job` is going now.
+    pub fn is_running(&self, job: JobName) -> bool {
+        self.running.lock().is_ok_and(|r| r.contains(&job))
+    }
+
     /// Runs `job` now and returns its record. Errors only when the store cannot record it.
     pub async fn run(&self, job: JobName, trigger: Trigger) -> Result<JobRun, StoreError> {
         self.run_within(job, trigger, job.spec().timeout).await

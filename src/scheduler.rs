@@ -263,11 +263,23 @@ impl Shared {
     }
 
     /// Hands a run to the runner, in its own task: the scheduler never waits for a job.
+    /// A sweep is followed by a run of notify (when it is scheduled and not running), so an
+    /// alert goes out as soon as the sweep that changed it is stored.
     fn start_run(&self, job: JobName) {
         let runner = self.runner.clone();
+        let then_notify = job == JobName::ProbeSweep
+            && self
+                .armed
+                .lock()
+                .is_ok_and(|a| a.contains_key(&JobName::Notify));
         tokio::spawn(async move {
             if let Err(e) = runner.run(job, Trigger::Schedule).await {
                 tracing::error!(job = %job, "could not record the run: {e}");
+            }
+            if then_notify && !runner.is_running(JobName::Notify) {
+                if let Err(e) = runner.run(JobName::Notify, Trigger::Schedule).await {
+                    tracing::error!(job = "notify", "could not record the run: {e}");
+                }
             }
         });
     }

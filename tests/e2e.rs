@@ -5,6 +5,8 @@
 //! namespace with only loopback (EasyTier nodes query public STUN servers when they start; here
 //! those queries cannot leave the machine). Child processes inherit the namespace.
 
+#[path = "e2e/alerts.rs"]
+mod alerts;
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/contract.rs"]
@@ -40,6 +42,7 @@ fn main() {
     trials.extend(processes::trials());
     trials.extend(faults::trials());
     trials.extend(truth::trials());
+    trials.extend(alerts::trials());
     trials.push(
         trial("faults::full_disk_then_space_returns", faults::full_disk)
             .with_ignored_flag(mounts.is_err()),

@@ -23,6 +23,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("store", 2),
     ("backend", 2),
     ("probe", 2),
+    ("notifier", 2),
     ("jobs", 3),
     ("runner", 4),
     ("scheduler", 5),

@@ -6,7 +6,7 @@
 # this file against jobs/probe-sweep.toml and the binary.
 #
 # Made from periodic.nomad.hcl.in, as the other periodic jobs are: change that, then run
-# `DEPLOY_WRITE=1 cargo test --test deploy` to write the three files again.
+# `DEPLOY_WRITE=1 cargo test --test deploy` to write the four files again.
 
 variable "image" {
   type        = string
@@ -126,8 +126,20 @@ job "easytier-probe-probe-sweep" {
         EOT
       }
 
+      template {
+        destination = "secrets/notify_urls"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .notify_urls }}
+          {{- end -}}
+        EOT
+      }
+
       # The *_FILE variables, for the items the variable has (api_key and network_secret are
-      # optional, and an empty network_secret counts as none; run-job serves no API, so no
+      # optional, and an empty network_secret or notify_urls counts as none; run-job serves no API, so no
       # admin_token).
       template {
         destination = "secrets/credentials.env"
@@ -140,6 +152,9 @@ job "easytier-probe-probe-sweep" {
           {{- end }}
           {{- if .Keys | contains "network_secret" }}{{ if .network_secret }}
           NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
+          {{- end }}{{ end }}
+          {{- if .Keys | contains "notify_urls" }}{{ if .notify_urls }}
+          NOTIFY_URLS_FILE={{ env "NOMAD_SECRETS_DIR" }}/notify_urls
           {{- end }}{{ end }}
           {{- end }}
         EOT

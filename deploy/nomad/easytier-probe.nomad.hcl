@@ -142,8 +142,21 @@ job "easytier-probe" {
         EOT
       }
 
+      template {
+        destination = "secrets/notify_urls"
+        perms       = "0400"
+        uid         = 10001
+        gid         = 10001
+        data        = <<-EOT
+          {{- with nomadVar (print "easytier-probe/" (env "meta.easytier_probe_region")) -}}
+          {{ .notify_urls }}
+          {{- end -}}
+        EOT
+      }
+
       # The *_FILE variables, for the items the variable has (api_key, admin_token and
-      # network_secret are optional; an empty network_secret counts as none).
+      # network_secret are optional; an empty network_secret counts as none, as does an empty
+      # notify_urls).
       template {
         destination = "secrets/credentials.env"
         env         = true
@@ -158,6 +171,9 @@ job "easytier-probe" {
           {{- end }}
           {{- if .Keys | contains "network_secret" }}{{ if .network_secret }}
           NETWORK_SECRET_FILE={{ env "NOMAD_SECRETS_DIR" }}/network_secret
+          {{- end }}{{ end }}
+          {{- if .Keys | contains "notify_urls" }}{{ if .notify_urls }}
+          NOTIFY_URLS_FILE={{ env "NOMAD_SECRETS_DIR" }}/notify_urls
           {{- end }}{{ end }}
           {{- end }}
         EOT

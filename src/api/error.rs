@@ -34,6 +34,8 @@ pub fn ok<T: Serialize>(data: T) -> Response {
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(&'static str),
+    /// A 400 whose message says what is wrong with the request's body.
+    Invalid(String),
     Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound(&'static str),
@@ -53,6 +55,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.to_string()),
+            ApiError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_string()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::error::{ok, ApiError};
 use super::views::{Items, JobView, RunView};
 use super::ApiState;
+use crate::config::Settings;
 use crate::domain::time::rfc3339;
 use crate::domain::{JobName, Trigger};
 use crate::jobs::effective_schedule;
@@ -72,16 +73,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(super) async fn trigger_job(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let ctx = s.runner.context();
-    let Some(expected) = &ctx.settings.admin_token else {
-        return Err(ApiError::Forbidden(
-            "triggering jobs is disabled: no ADMIN_TOKEN is configured",
-        ));
+/// Checks `Authorization: Bearer <ADMIN_TOKEN>`: 403 `disabled` when no admin token is
+/// configured, 401 when it is missing or wrong.
+pub(super) fn require_admin(
+    settings: &Settings,
+    headers: &HeaderMap,
+    disabled: &'static str,
+) -> Result<(), ApiError> {
+    let Some(expected) = &settings.admin_token else {
+        return Err(ApiError::Forbidden(disabled));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -91,6 +91,20 @@ pub(super) async fn trigger_job(
     if !constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
         return Err(ApiError::Unauthorized("missing or wrong bearer token"));
     }
+    Ok(())
+}
+
+pub(super) async fn trigger_job(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ctx = s.runner.context();
+    require_admin(
+        &ctx.settings,
+        &headers,
+        "triggering jobs is disabled: no ADMIN_TOKEN is configured",
+    )?;
     let job = job_named(&name)?;
     let run = s.runner.run(job, Trigger::Api).await?;
     Ok(ok(RunView::of(&run)))

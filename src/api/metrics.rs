@@ -68,6 +68,7 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
             );
         }
     }
+    let alerts = alert_metrics(store)?;
     let body = format!(
         "# HELP easytier_probe_peer_up Whether the peer passed the last probe (1) or not (0).\n\
          # TYPE easytier_probe_peer_up gauge\n{up}\
@@ -76,7 +77,7 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
          # HELP easytier_probe_job_runs_total Job runs by this process, by outcome.\n\
          # TYPE easytier_probe_job_runs_total counter\n{runs}\
          # HELP easytier_probe_job_last_success_timestamp_seconds Start of the last successful run.\n\
-         # TYPE easytier_probe_job_last_success_timestamp_seconds gauge\n{success}"
+         # TYPE easytier_probe_job_last_success_timestamp_seconds gauge\n{success}{alerts}"
     );
     Ok((
         [(
@@ -86,6 +87,47 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
         body,
     )
         .into_response())
+}
+
+/// The alerts firing (by alert name), the notifications by destination and outcome, and the
+/// outbox depth. A destination is named by its kind and place (`telegram#2`), never its URL.
+fn alert_metrics(store: &crate::store::Store) -> Result<String, ApiError> {
+    let (book, _) = store.alert_book()?;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# HELP easytier_probe_alerts_firing Alerts firing now, by alert name.\n\
+         # TYPE easytier_probe_alerts_firing gauge\n\
+         easytier_probe_alerts_firing{{alertname=\"PeerDown\"}} {}\n\
+         easytier_probe_alerts_firing{{alertname=\"ProbeIsolated\"}} {}\n",
+        book.firing().count(),
+        u8::from(book.isolation.firing)
+    );
+    out.push_str(
+        "# HELP easytier_probe_notifications_total Notification deliveries, by destination and outcome.\n\
+         # TYPE easytier_probe_notifications_total counter\n",
+    );
+    for (dest, st) in store.destination_stats()? {
+        for (outcome, n) in [
+            ("sent", st.sent),
+            ("failed", st.failed),
+            ("dropped", st.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "easytier_probe_notifications_total{{destination=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&dest)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP easytier_probe_notify_outbox_messages Alert messages waiting for delivery.\n\
+         # TYPE easytier_probe_notify_outbox_messages gauge\n\
+         easytier_probe_notify_outbox_messages {}\n",
+        store.outbox()?.len()
+    );
+    Ok(out)
 }
 
 #[cfg(test)]

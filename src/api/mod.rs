@@ -3,8 +3,9 @@
 //!
 //! Every JSON answer, errors included, is the envelope `{"code", "message", "data"}`
 //! ([`error`]); the answers are typed ([`views`]). One module per group of routes:
-//! [`health`], [`nodes`], [`jobs`], [`metrics`], [`status_page`].
+//! [`health`], [`nodes`], [`jobs`], [`alerts`], [`metrics`], [`status_page`].
 
+mod alerts;
 mod error;
 mod health;
 mod jobs;
@@ -20,7 +21,7 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::runner::Runner;
@@ -52,6 +53,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/jobs", get(jobs::jobs))
         .route("/api/jobs/{name}/runs", get(jobs::job_runs))
         .route("/api/jobs/{name}/run", post(jobs::trigger_job))
+        .route("/api/alerts", get(alerts::alerts))
+        .route(
+            "/api/silences",
+            get(alerts::silences).post(alerts::create_silence),
+        )
+        .route("/api/silences/{id}", delete(alerts::delete_silence))
         .fallback(|| async { ApiError::NotFound("no such route") })
         .layer(middleware::from_fn(limit_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

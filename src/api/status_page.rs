@@ -30,13 +30,21 @@ pub(super) async fn page(State(s): State<ApiState>) -> Result<Response, ApiError
         latest,
     } = Listed::read(store)?;
     let hours = store.window(&day, now, None, true)?;
+    let (book, _) = store.alert_book()?;
+    let firing: std::collections::HashSet<&str> = book.firing().map(|(id, _)| id).collect();
     let mut rows = String::new();
     let mut up = 0;
     for peer in &peers {
         let latest = latest.get(&peer.id);
         up += usize::from(latest.is_some_and(|r| r.up));
         let hours = slots.get(&peer.id).and_then(|slot| hours.get(slot));
-        rows.push_str(&node_row(peer, latest, hours, now));
+        rows.push_str(&node_row(
+            peer,
+            latest,
+            hours,
+            firing.contains(peer.id.as_str()),
+            now,
+        ));
     }
     let html = fill(
         PAGE,
@@ -47,6 +55,7 @@ pub(super) async fn page(State(s): State<ApiState>) -> Result<Response, ApiError
             ("version", env!("CARGO_PKG_VERSION")),
             ("nodes", &rows),
             ("runs", &recent_runs(store)),
+            ("alerts", &alert_banner(firing.len(), book.isolation.firing)),
         ],
     );
     Ok(Html(html).into_response())
@@ -82,12 +91,20 @@ fn node_row(
     peer: &Peer,
     latest: Option<&ProbeResult>,
     hours: Option<&BTreeMap<i64, Bucket>>,
+    firing: bool,
     now: DateTime<Utc>,
 ) -> String {
     let (state, class) = match latest {
         Some(r) if r.up => ("up", "up"),
         Some(_) => ("down", "down"),
         None => ("unchecked", "unknown"),
+    };
+    let state = if firing {
+        format!(
+            "{state} <span class=\"alert\" title=\"an alert is firing for this peer\">alert</span>"
+        )
+    } else {
+        state.to_string()
     };
     format!(
         "<tr><td>{}</td><td>{}://{}:{}</td><td>{}</td><td class=\"{class}\">{state}</td>\
@@ -110,6 +127,27 @@ fn node_row(
             .and_then(|r| r.error_kind)
             .map(|k| k.as_str())
             .unwrap_or(""),
+    )
+}
+
+/// A line above the table when alerts fire: how many, and whether the probe is cut off.
+fn alert_banner(firing: usize, isolated: bool) -> String {
+    let mut parts = Vec::new();
+    if isolated {
+        parts.push("this probe looks cut off from its peers (ProbeIsolated)".to_string());
+    }
+    if firing > 0 {
+        parts.push(format!(
+            "{firing} peer alert{} firing",
+            if firing == 1 { "" } else { "s" }
+        ));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p class=\"alerts\" role=\"alert\">{} · <a href=\"/api/alerts\">details</a></p>",
+        parts.join("; ")
     )
 }
 

@@ -106,6 +106,30 @@ pub struct Options {
     #[arg(long, global = true, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Where alerts go: comma-separated URLs (webhook, alertmanager, ntfy, telegram, discord, slack, smtp; also NOTIFY_URLS_FILE or the credential notify_urls).
+    #[arg(long, global = true, env = "NOTIFY_URLS", hide_env_values = true)]
+    pub notify_urls: Option<String>,
+
+    /// Down checks in a row before a peer's alert fires [default: 3]
+    #[arg(long, global = true, env = "NOTIFY_FAILURE_THRESHOLD")]
+    pub notify_failure_threshold: Option<String>,
+
+    /// Up checks in a row before a firing alert resolves [default: 2]
+    #[arg(long, global = true, env = "NOTIFY_SUCCESS_THRESHOLD")]
+    pub notify_success_threshold: Option<String>,
+
+    /// Seconds between runs of the notify job (serve also runs it after each sweep) [default: 10]
+    #[arg(long, global = true, env = "NOTIFY_INTERVAL")]
+    pub notify_interval: Option<String>,
+
+    /// This probe's name in alerts [default: the host name]
+    #[arg(long, global = true, env = "PROBE_NAME")]
+    pub probe_name: Option<String>,
+
+    /// Base URL of this probe's pages, for links in alerts, e.g. https://probe-1.example.com
+    #[arg(long, global = true, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// How long raw probe checks are kept, e.g. "1h", "2d" [default: 1h]
     #[arg(long, global = true, env = "HISTORY_RETENTION")]
     pub history_retention: Option<String>,

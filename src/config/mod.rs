@@ -10,6 +10,7 @@
 
 mod args;
 mod env;
+pub mod notify;
 mod resolve;
 pub mod secrets;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use args::{Cli, Command, Options};
 pub use env::{load_dotenv, EmptyEnv, Env, ProcessEnv};
+pub use notify::{Destination, NotifySettings, SmtpTls, Target};
 
 use crate::domain::{Retention, Secret};
 
@@ -38,10 +40,11 @@ pub const NEEDS_PEER_SOURCE: &str =
 
 /// The variables that override a job's interval (a spec's `interval_variable` names one), and
 /// their flags.
-pub const INTERVAL_VARIABLES: [(&str, &str); 3] = [
+pub const INTERVAL_VARIABLES: [(&str, &str); 4] = [
     ("PEER_FETCH_INTERVAL", "--peer-fetch-interval"),
     ("STATUS_REPORT_INTERVAL", "--status-report-interval"),
     ("HEALTH_CHECK_INTERVAL", "--health-check-interval"),
+    ("NOTIFY_INTERVAL", "--notify-interval"),
 ];
 
 /// Where peers come from.
@@ -69,6 +72,7 @@ pub struct Settings {
     pub peer_fetch_interval: Option<Duration>,
     pub status_report_interval: Option<Duration>,
     pub health_check_interval: Option<Duration>,
+    pub notify_interval: Option<Duration>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub network_secret: Secret,
@@ -76,6 +80,7 @@ pub struct Settings {
     /// How long each level of history and the job runs are kept; the sweep prunes.
     pub retention: Retention,
     pub probe: ProbeSettings,
+    pub notify: NotifySettings,
 }
 
 impl Settings {
@@ -86,6 +91,7 @@ impl Settings {
             "PEER_FETCH_INTERVAL" => self.peer_fetch_interval,
             "STATUS_REPORT_INTERVAL" => self.status_report_interval,
             "HEALTH_CHECK_INTERVAL" => self.health_check_interval,
+            "NOTIFY_INTERVAL" => self.notify_interval,
             _ => None,
         }
     }

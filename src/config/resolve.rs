@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::env::Env;
-use super::secrets::{secret, ADMIN_TOKEN, API_KEY, NETWORK_SECRET, NODE_TOKEN};
+use super::notify::{default_probe_name, parse_destinations};
+use super::secrets::{secret, ADMIN_TOKEN, API_KEY, NETWORK_SECRET, NODE_TOKEN, NOTIFY_URLS};
 use super::{
-    Backend, ConfigError, Options, PeerSource, ProbeSettings, Settings, INTERVAL_VARIABLES,
+    Backend, ConfigError, NotifySettings, Options, PeerSource, ProbeSettings, Settings,
+    INTERVAL_VARIABLES,
 };
 use crate::domain::duration::parse_span;
-use crate::domain::{Retention, Secret};
+use crate::domain::{ProbeIdentity, Retention, Secret, Thresholds};
 
 impl Settings {
     /// Validates the options and fills in secrets from files and credentials.
@@ -23,7 +25,8 @@ impl Settings {
         let peer_source = peer_source(backend.is_some(), options)?;
         let data_dir = data_dir(options, env);
         let listen = listen(options)?;
-        let [peer_fetch, status_report, health_check] = INTERVAL_VARIABLES;
+        let notify = notify(options, env)?;
+        let [peer_fetch, status_report, health_check, notify_every] = INTERVAL_VARIABLES;
         Ok(Settings {
             backend,
             peer_source,
@@ -42,6 +45,7 @@ impl Settings {
                 options.health_check_interval.as_deref(),
                 health_check,
             )?,
+            notify_interval: interval(options.notify_interval.as_deref(), notify_every)?,
             data_dir,
             listen,
             network_secret: secret(NETWORK_SECRET, options.network_secret.as_deref(), env)?
@@ -49,6 +53,7 @@ impl Settings {
             admin_token,
             retention: retention(options)?,
             probe: ProbeSettings::default(),
+            notify,
         })
     }
 }
@@ -135,6 +140,80 @@ fn listen(options: &Options) -> Result<std::net::SocketAddr, ConfigError> {
             "LISTEN_ADDR (--listen) must be an address like 127.0.0.1:8080, got {raw:?}"
         ))
     })
+}
+
+/// The destinations, thresholds and how this probe names itself in alerts.
+fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigError> {
+    let urls = secret(NOTIFY_URLS, options.notify_urls.as_deref(), env)?;
+    let destinations = match &urls {
+        Some(urls) => parse_destinations(urls.expose())?,
+        None => Vec::new(),
+    };
+    let defaults = Thresholds::default();
+    let thresholds = Thresholds {
+        failure: threshold(
+            options.notify_failure_threshold.as_deref(),
+            ("NOTIFY_FAILURE_THRESHOLD", "--notify-failure-threshold"),
+            defaults.failure,
+        )?,
+        success: threshold(
+            options.notify_success_threshold.as_deref(),
+            ("NOTIFY_SUCCESS_THRESHOLD", "--notify-success-threshold"),
+            defaults.success,
+        )?,
+    };
+    let public_url = match options.public_url.as_deref().map(str::trim) {
+        Some(raw) if !raw.is_empty() => {
+            let url = url::Url::parse(raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if url.is_none() {
+                return Err(ConfigError(format!(
+                    "PUBLIC_URL (--public-url) must be an http:// or https:// URL, got {raw:?}"
+                )));
+            }
+            Some(raw.trim_end_matches('/').to_string())
+        }
+        _ => None,
+    };
+    let name = options
+        .probe_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .unwrap_or_else(default_probe_name);
+    let region = options
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(String::from);
+    Ok(NotifySettings {
+        destinations,
+        thresholds,
+        probe: ProbeIdentity {
+            name,
+            region,
+            public_url,
+        },
+    })
+}
+
+fn threshold(
+    raw: Option<&str>,
+    (var, flag): (&str, &str),
+    default: u32,
+) -> Result<u32, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(default);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "{var} ({flag}) must be a whole number of checks from 1 to 1000, got {raw:?}"
+        ))),
+    }
 }
 
 /// Whole seconds, at least 1.

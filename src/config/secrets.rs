@@ -46,8 +46,20 @@ pub const NETWORK_SECRET: SecretName = SecretName {
     credential: "network_secret",
 };
 
+pub const NOTIFY_URLS: SecretName = SecretName {
+    flag: "--notify-urls",
+    variable: "NOTIFY_URLS",
+    credential: "notify_urls",
+};
+
 /// Every secret setting.
-pub const SECRETS: [SecretName; 4] = [NODE_TOKEN, API_KEY, ADMIN_TOKEN, NETWORK_SECRET];
+pub const SECRETS: [SecretName; 5] = [
+    NODE_TOKEN,
+    API_KEY,
+    ADMIN_TOKEN,
+    NETWORK_SECRET,
+    NOTIFY_URLS,
+];
 
 /// A secret from the flag/variable (`direct`), else `<VARIABLE>_FILE`, else
 /// `$CREDENTIALS_DIRECTORY/<credential>`.

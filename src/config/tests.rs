@@ -210,6 +210,8 @@ fn interval_variables_name_their_settings() {
         "8",
         "--health-check-interval",
         "9",
+        "--notify-interval",
+        "10",
     ])
     .unwrap();
     let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
@@ -217,7 +219,7 @@ fn interval_variables_name_their_settings() {
         .iter()
         .map(|(v, _)| s.interval(v).map(|d| d.as_secs()))
         .collect();
-    assert_eq!(got, [Some(7), Some(8), Some(9)]);
+    assert_eq!(got, [Some(7), Some(8), Some(9), Some(10)]);
     assert_eq!(s.interval("NO_SUCH_INTERVAL"), None);
 }
 
@@ -228,4 +230,56 @@ fn the_listen_address_is_checked_before_the_intervals() {
     let cli = parse(&["--listen", "nowhere", "--health-check-interval", "0"]);
     let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
     assert!(err.0.contains("LISTEN_ADDR"), "{err}");
+}
+
+#[test]
+fn alerts_are_configured_by_urls_thresholds_and_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("urls");
+    std::fs::write(&file, "ntfy://ntfy.sh/ops\nhttps://hooks.example/am\n").unwrap();
+    let file_var = file.to_str().unwrap();
+    let cli = parse(&[
+        "--notify-failure-threshold",
+        "2",
+        "--probe-name",
+        "fra-1",
+        "--public-url",
+        "https://probe.example/",
+        "--region",
+        "eu",
+    ]);
+    let s = Settings::resolve(&cli.options, &env(&[("NOTIFY_URLS_FILE", file_var)])).unwrap();
+    let n = &s.notify;
+    assert_eq!(format!("{:?}", n.destinations), "[ntfy#1, webhook#2]");
+    assert_eq!((n.thresholds.failure, n.thresholds.success), (2, 2));
+    assert_eq!(n.probe.name, "fra-1");
+    assert_eq!(n.probe.region.as_deref(), Some("eu"));
+    assert_eq!(n.probe.public_url.as_deref(), Some("https://probe.example"));
+    // The default name is the host's.
+    let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+    assert!(!s.notify.probe.name.is_empty());
+    assert!(s.notify.destinations.is_empty());
+}
+
+#[test]
+fn bad_alert_settings_name_the_variable_and_never_the_url() {
+    for (args, names) in [
+        (
+            &["--notify-failure-threshold", "0"][..],
+            "NOTIFY_FAILURE_THRESHOLD",
+        ),
+        (
+            &["--notify-success-threshold", "x"][..],
+            "NOTIFY_SUCCESS_THRESHOLD",
+        ),
+        (&["--public-url", "probe.example"][..], "PUBLIC_URL"),
+        (
+            &["--notify-urls", "telegram://123:s3cret@telegram"][..],
+            "NOTIFY_URLS",
+        ),
+    ] {
+        let err = Settings::resolve(&parse(args).options, &env(&[])).unwrap_err();
+        assert!(err.0.contains(names), "{err}");
+        assert!(!err.0.contains("s3cret"), "{err}");
+    }
 }

@@ -28,13 +28,15 @@ pub enum JobName {
     PeerFetch,
     ProbeSweep,
     StatusReport,
+    Notify,
 }
 
 impl JobName {
-    pub const ALL: [JobName; 3] = [
+    pub const ALL: [JobName; 4] = [
         JobName::PeerFetch,
         JobName::ProbeSweep,
         JobName::StatusReport,
+        JobName::Notify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl JobName {
             JobName::PeerFetch => "peer-fetch",
             JobName::ProbeSweep => "probe-sweep",
             JobName::StatusReport => "status-report",
+            JobName::Notify => "notify",
         }
     }
 
@@ -55,6 +58,7 @@ impl JobName {
             JobName::PeerFetch => include_str!("../../jobs/peer-fetch.toml"),
             JobName::ProbeSweep => include_str!("../../jobs/probe-sweep.toml"),
             JobName::StatusReport => include_str!("../../jobs/status-report.toml"),
+            JobName::Notify => include_str!("../../jobs/notify.toml"),
         }
     }
 

@@ -4,6 +4,7 @@
 //! in the store, and does not know how it was triggered; the runner owns timing, overlap,
 //! timeouts, panics and recording.
 
+pub mod notify;
 mod peer_fetch;
 mod probe_sweep;
 pub mod status_report;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use crate::backend::BackendClient;
 use crate::config::Settings;
 use crate::domain::{Freshness, JobName, Schedule, SharedClock};
+use crate::notifier::Notifier;
 use crate::store::Store;
 
 /// The schedule in force: the spec's, unless the variable its `interval_variable` names is set.
@@ -34,6 +36,8 @@ pub struct JobContext {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub backend: Option<BackendClient>,
+    /// Sends alert messages (the notify job).
+    pub notifier: Notifier,
     /// The one clock jobs, the runner, the scheduler and the API read.
     pub clock: SharedClock,
     /// When this process started (before its first sweep, staleness counts from here).
@@ -47,6 +51,7 @@ impl JobContext {
             store,
             settings,
             backend,
+            notifier: Notifier::new(),
             clock: SharedClock::system(),
             started_at: Utc::now(),
         }
@@ -92,6 +97,7 @@ pub async fn run(job: JobName, ctx: JobContext, deadline: tokio::time::Instant) 
         JobName::PeerFetch => peer_fetch::run(&ctx).await,
         JobName::ProbeSweep => probe_sweep::run(&ctx, deadline).await,
         JobName::StatusReport => status_report::run(&ctx).await,
+        JobName::Notify => notify::run(&ctx).await,
     }
 }
 

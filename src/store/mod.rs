@@ -10,6 +10,7 @@
 //! One `impl Store` block per concern: [`peers`], [`sweeps`], [`rollup`], [`windows`],
 //! [`runs`], [`migrate`]; this file opens the store (lock, schema) and flushes it.
 
+mod alerts;
 mod codec;
 mod keys;
 mod lock;
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 
 use sled::transaction::TransactionError;
 
+pub use alerts::{
+    Attempt, ChangeRecord, DestinationStats, Evaluation, OutboxEntry, CHANGES_KEEP, OUTBOX_MAX,
+};
 pub use codec::Check;
 pub use rollup::Maintenance;
 pub use runs::STORED_RESULTS;
@@ -99,6 +103,8 @@ struct Inner {
     hour: sled::Tree,
     day: sled::Tree,
     runs: sled::Tree,
+    /// Alert book, changes, outbox, silences, destination figures (`alerts.rs`).
+    alerts: sled::Tree,
     /// A flush ran out of time: sled will never finish it, so no later flush is waited for.
     stalled: std::sync::atomic::AtomicBool,
     /// The last flush failed (a write error): the store cannot be written now.
@@ -158,6 +164,7 @@ impl Store {
                 raw: db.open_tree("raw").map_err(db_err)?,
                 minute: db.open_tree("minute").map_err(db_err)?,
                 runs: db.open_tree("runs").map_err(db_err)?,
+                alerts: db.open_tree("alerts").map_err(db_err)?,
                 db,
                 path: dir.to_path_buf(),
                 stalled: Default::default(),

@@ -137,7 +137,11 @@ impl LocalNode {
         // run in parallel): then try again with fresh ports.
         let mut last = None;
         for _ in 0..5 {
-            match Self::start_once(name, network_name, secret, protocols) {
+            let listeners = protocols
+                .iter()
+                .map(|p| (p.to_string(), free_port()))
+                .collect();
+            match Self::start_once(name, network_name, secret, listeners) {
                 Ok(node) => return Ok(node),
                 Err(e) if e.to_string().contains("failed to add listener") => last = Some(e),
                 Err(e) => return Err(e),
@@ -146,16 +150,32 @@ impl LocalNode {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("EasyTier node {name} did not start")))
     }
 
+    /// Starts a node again on the listeners a stopped one had (a peer that comes back); the
+    /// ports may take a moment to be free again.
+    pub fn start_on(
+        name: &str,
+        network_name: &str,
+        secret: &str,
+        listeners: &[(String, u16)],
+    ) -> anyhow::Result<LocalNode> {
+        let mut last = None;
+        for _ in 0..50 {
+            match Self::start_once(name, network_name, secret, listeners.to_vec()) {
+                Ok(node) => return Ok(node),
+                Err(e) if e.to_string().contains("failed to add listener") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("EasyTier node {name} did not start")))
+    }
+
     fn start_once(
         name: &str,
         network_name: &str,
         secret: &str,
-        protocols: &[&str],
+        listeners: Vec<(String, u16)>,
     ) -> anyhow::Result<LocalNode> {
-        let listeners: Vec<(String, u16)> = protocols
-            .iter()
-            .map(|p| (p.to_string(), free_port()))
-            .collect();
         let config = TomlConfigLoader::default();
         config.set_inst_name(name.to_string());
         config.set_hostname(Some(name.to_string()));

@@ -1,5 +1,6 @@
 //! Machinery for the demo, the tests and the benchmark: real EasyTier nodes on loopback, the
-//! private namespaces they run in ([`localnet`]), and a recording backend ([`backend`]).
+//! private namespaces they run in ([`localnet`]), a recording backend ([`backend`]) and a
+//! recording notification receiver ([`receiver`]).
 //!
 //! Imports nothing else of the crate. It is in the library's public API only with the
 //! `testkit` feature, which the tests and the benchmark turn on (a dev-dependency of the crate on
@@ -7,6 +8,8 @@
 
 pub mod backend;
 pub mod localnet;
+pub mod receiver;
 
 pub use backend::{DemoBackend, Recorded};
 pub use localnet::{free_port, isolate_network, private_mounts, LocalNode};
+pub use receiver::{Received, Receiver};

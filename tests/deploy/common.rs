@@ -166,7 +166,12 @@ pub(crate) fn resolve(
 pub(crate) fn credentials_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for name in credentials() {
-        std::fs::write(dir.path().join(name), format!("{name}-value\n")).expect("credential");
+        // Each a value the binary accepts: notify_urls holds URLs.
+        let value = match name {
+            "notify_urls" => "https://alerts.example/hook\n".to_string(),
+            _ => format!("{name}-value\n"),
+        };
+        std::fs::write(dir.path().join(name), value).expect("credential");
     }
     dir
 }

@@ -349,7 +349,8 @@ fn systemd_services_share_one_hardened_sandbox() {
     }
 
     // Secrets come as credentials, by the names the binary reads; run-job serves no API and so
-    // gets no admin_token, and only the units that probe get the network secret.
+    // gets no admin_token, only the units that probe get the network secret, and only those
+    // that notify get the notification URLs.
     let loaded = |unit: &Unit| -> BTreeSet<String> {
         unit.all("Service", "LoadCredential")
             .iter()
@@ -364,6 +365,7 @@ fn systemd_services_share_one_hardened_sandbox() {
             .filter(|c| match *c {
                 "admin_token" => serves,
                 "network_secret" => probes,
+                "notify_urls" => serves || unit.name == job_service(JobName::Notify),
                 _ => true,
             })
             .map(String::from)

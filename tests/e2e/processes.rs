@@ -368,7 +368,8 @@ async fn serve_routes_and_sigterm() {
     let (code, jobs) = serve.get("/api/jobs").await;
     assert_eq!(code, 200);
     let items = jobs["data"]["items"].as_array().unwrap();
-    assert_eq!(items.len(), 3);
+    // peer-fetch, probe-sweep, status-report and notify.
+    assert_eq!(items.len(), 4);
     let sweep = items.iter().find(|i| i["name"] == "probe-sweep").unwrap();
     assert_eq!(sweep["schedule"], "every 1s");
     assert_eq!(sweep["overlap"], "forbid");
