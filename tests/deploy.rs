@@ -15,6 +15,8 @@ mod common;
 mod docker;
 #[path = "deploy/nomad.rs"]
 mod nomad;
+#[path = "deploy/prometheus.rs"]
+mod prometheus;
 #[path = "deploy/schedules.rs"]
 mod schedules;
 #[path = "deploy/systemd.rs"]

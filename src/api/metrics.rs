@@ -11,6 +11,17 @@ use super::nodes::Listed;
 use super::ApiState;
 use crate::domain::JobName;
 
+/// Every metric `/metrics` serves (deploy/prometheus/alerts.yml may name only these).
+pub const METRICS: [&str; 7] = [
+    "easytier_probe_peer_up",
+    "easytier_probe_peer_rtt_seconds",
+    "easytier_probe_job_runs_total",
+    "easytier_probe_job_last_success_timestamp_seconds",
+    "easytier_probe_alerts_firing",
+    "easytier_probe_notifications_total",
+    "easytier_probe_notify_outbox_messages",
+];
+
 /// A label value, escaped as the text format wants.
 fn label(value: &str) -> String {
     value

@@ -9,7 +9,7 @@ mod alerts;
 mod error;
 mod health;
 mod jobs;
-mod metrics;
+pub mod metrics;
 mod nodes;
 mod status_page;
 pub mod views;

@@ -194,3 +194,95 @@ async fn windows_over_every_level_match_hand_computed_figures() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// `/metrics` declares exactly the metrics of [`metrics::METRICS`], and `/api/alerts` and the
+/// alert metrics read the notify job's records, over a real store behind a real server.
+#[tokio::test]
+async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records() {
+    use crate::domain::{ListSource, Peer, PeerList, ProbeResult, SweepSummary};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::config::Options {
+        notify_urls: Some(format!(
+            "http://127.0.0.1:{}/x",
+            crate::testkit::free_port()
+        )),
+        notify_failure_threshold: Some("1".into()),
+        ..Default::default()
+    };
+    let ctx = crate::jobs::test_context(dir.path(), options);
+    let store = ctx.store.clone();
+    store
+        .replace_peer_list(&PeerList {
+            fetched_at: Utc::now(),
+            source: ListSource::File,
+            peers: vec![Peer::for_tests("p")],
+        })
+        .unwrap();
+    let down = ProbeResult {
+        up: false,
+        rtt_us: None,
+        error_kind: Some(crate::domain::ErrorKind::ConnectRefused),
+        error: Some("refused".into()),
+        checked_at: Utc::now(),
+    };
+    let results = vec![("p".to_string(), down)];
+    let summary = SweepSummary::from_results(Utc::now(), results.iter().map(|(_, r)| r));
+    store.record_sweep(&results, &summary).unwrap();
+    let runner = Runner::new(ctx);
+    runner
+        .run(crate::domain::JobName::Notify, crate::domain::Trigger::Cli)
+        .await
+        .unwrap();
+
+    let state = ApiState {
+        runner,
+        scheduler: None,
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, state, std::future::pending()));
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let declared: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(declared, metrics::METRICS, "{text}");
+    assert!(
+        text.contains("easytier_probe_alerts_firing{alertname=\"PeerDown\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "easytier_probe_notifications_total{destination=\"webhook#1\",outcome=\"failed\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("easytier_probe_notify_outbox_messages 1"),
+        "{text}"
+    );
+    let alerts: Value = reqwest::get(format!("http://{addr}/api/alerts"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &alerts["data"];
+    assert_eq!(d["firing"][0]["peer_id"], "p", "{alerts}");
+    assert_eq!(d["firing"][0]["error_kind"], "connect_refused");
+    assert_eq!(d["recent"][0]["fate"], "queued");
+    assert_eq!(d["outbox"]["depth"], 1);
+    assert_eq!(d["destinations"][0]["destination"], "webhook#1");
+    assert_eq!(d["destinations"][0]["kind"], "webhook");
+    assert_eq!(d["destinations"][0]["pending"], 1);
+    assert_eq!(d["destinations"][0]["last_error"], "could not connect");
+    assert!(!alerts.to_string().contains("/x"), "no URL in {alerts}");
+}

@@ -429,11 +429,248 @@ pub fn firing_notices(ctx: &JobContext, book: &AlertBook) -> Vec<Notice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Options;
+    use crate::domain::{ListSource, ManualClock, PeerList, ProbeResult, SweepSummary};
+    use crate::store::Store;
+    use crate::testkit::Receiver;
 
     #[test]
     fn backoff_doubles_from_two_seconds_to_five_minutes() {
         let secs: Vec<i64> = (1..=10).map(|n| backoff(n).num_seconds()).collect();
         assert_eq!(secs, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(backoff(u32::MAX).num_seconds(), 300);
+    }
+
+    fn options(hook: Option<&str>) -> Options {
+        Options {
+            notify_urls: hook.map(String::from),
+            notify_failure_threshold: Some("2".into()),
+            notify_success_threshold: Some("2".into()),
+            probe_name: Some("unit".into()),
+            ..Options::default()
+        }
+    }
+
+    /// A context on the store in `dir` (opened anew), on `clock`.
+    fn context(dir: &std::path::Path, hook: Option<&str>, clock: &ManualClock) -> JobContext {
+        let ctx = crate::jobs::test_context(dir, options(hook));
+        ctx.with_clock(clock.shared())
+    }
+
+    fn listed(store: &Store, ids: &[&str], clock: &ManualClock) {
+        let peers = ids.iter().map(|id| Peer::for_tests(id)).collect();
+        store
+            .replace_peer_list(&PeerList {
+                fetched_at: clock.shared().now(),
+                source: ListSource::File,
+                peers,
+            })
+            .unwrap();
+    }
+
+    /// One sweep at the clock's time: `pattern[i]` ('u' or 'd') for peer `ids[i]`; then a second.
+    fn sweep(ctx: &JobContext, ids: &[&str], pattern: &str, clock: &ManualClock) {
+        let at = clock.shared().now();
+        let results: Vec<(String, ProbeResult)> = ids
+            .iter()
+            .zip(pattern.chars())
+            .map(|(id, c)| {
+                let up = c == 'u';
+                let r = ProbeResult {
+                    up,
+                    rtt_us: up.then_some(900),
+                    error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
+                    error: (!up).then(|| "no answer".into()),
+                    checked_at: at,
+                };
+                (id.to_string(), r)
+            })
+            .collect();
+        let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+        ctx.store.record_sweep(&results, &summary).unwrap();
+        clock.advance(std::time::Duration::from_secs(1));
+    }
+
+    fn statuses(ctx: &JobContext) -> Vec<String> {
+        let mut out: Vec<String> = ctx
+            .store
+            .alert_changes(100)
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.change.peer_id.clone().unwrap_or_default(),
+                    r.change.status.as_str()
+                )
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+
+    #[tokio::test]
+    async fn state_survives_a_restart_and_a_restart_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Utc::now());
+        let ids = ["a", "b"];
+        {
+            let ctx = context(dir.path(), None, &clock);
+            listed(&ctx.store, &ids, &clock);
+            sweep(&ctx, &ids, "du", &clock);
+            run(&ctx).await.unwrap();
+            assert!(
+                statuses(&ctx).is_empty(),
+                "one failure is under the threshold"
+            );
+            sweep(&ctx, &ids, "du", &clock);
+            let summary = run(&ctx).await.unwrap();
+            assert_eq!(statuses(&ctx), ["a firing"]);
+            assert_eq!(summary["firing"], 1);
+            // No destination: recorded, not queued.
+            assert_eq!(
+                ctx.store.alert_changes(1).unwrap()[0].fate,
+                "no destination"
+            );
+            assert!(ctx.store.outbox().unwrap().is_empty());
+        }
+        // A new process: no sweep yet, so nothing changes; one good check is not yet recovery.
+        let ctx = context(dir.path(), None, &clock);
+        run(&ctx).await.unwrap();
+        run(&ctx).await.unwrap();
+        assert_eq!(statuses(&ctx), ["a firing"]);
+        sweep(&ctx, &ids, "uu", &clock);
+        run(&ctx).await.unwrap();
+        assert_eq!(statuses(&ctx), ["a firing"]);
+        sweep(&ctx, &ids, "uu", &clock);
+        run(&ctx).await.unwrap();
+        assert_eq!(statuses(&ctx), ["a firing", "a resolved"]);
+        // Leaving the list while firing: resolved for the record only.
+        sweep(&ctx, &ids, "dd", &clock);
+        sweep(&ctx, &ids, "dd", &clock);
+        run(&ctx).await.unwrap();
+        listed(&ctx.store, &["b"], &clock);
+        sweep(&ctx, &["b"], "d", &clock);
+        run(&ctx).await.unwrap();
+        let last = &ctx.store.alert_changes(1).unwrap()[0];
+        assert_eq!(
+            (last.change.peer_id.as_deref(), last.fate.as_str()),
+            (Some("a"), "left the list")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_waits_its_backoff_then_is_retried_until_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::default();
+        let hook = format!("{}/hook", receiver.start().await.unwrap());
+        receiver.set_status(503);
+        let clock = ManualClock::new(Utc::now());
+        let ctx = context(dir.path(), Some(&hook), &clock);
+        let ids = ["a"];
+        listed(&ctx.store, &ids, &clock);
+        // The first run takes in only the newest sweep; later runs every one since.
+        sweep(&ctx, &ids, "d", &clock);
+        run(&ctx).await.unwrap();
+        sweep(&ctx, &ids, "d", &clock);
+        let failed = run(&ctx).await.unwrap_err();
+        assert!(
+            failed.error.contains("webhook#1: answered HTTP 503"),
+            "{}",
+            failed.error
+        );
+        assert!(!failed.error.contains("/hook"), "{}", failed.error);
+        assert_eq!(receiver.all().len(), 1);
+        // Not due yet: no second try within the backoff.
+        run(&ctx).await.unwrap();
+        assert_eq!(receiver.all().len(), 1);
+        clock.advance(std::time::Duration::from_secs(2));
+        run(&ctx).await.unwrap_err();
+        assert_eq!(receiver.all().len(), 2, "retried after 2 s");
+        clock.advance(std::time::Duration::from_secs(3));
+        run(&ctx).await.unwrap();
+        assert_eq!(receiver.all().len(), 2, "the second wait is 4 s");
+        receiver.set_status(200);
+        clock.advance(std::time::Duration::from_secs(1));
+        let done = run(&ctx).await.unwrap();
+        assert_eq!(done["delivered"], 1);
+        assert_eq!(receiver.delivered().len(), 1);
+        assert!(ctx.store.outbox().unwrap().is_empty());
+        let stats = ctx.store.destination_stats().unwrap();
+        assert_eq!((stats["webhook#1"].sent, stats["webhook#1"].failed), (1, 2));
+        // The same (alert, change) on every try.
+        let keys: std::collections::BTreeSet<String> = receiver
+            .all()
+            .iter()
+            .map(|r| r.header("idempotency-key").unwrap().to_string())
+            .collect();
+        assert_eq!(keys.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn messages_a_day_old_are_given_up_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Utc::now());
+        let port = crate::testkit::free_port();
+        let hook = format!("http://127.0.0.1:{port}/nobody");
+        let ctx = context(dir.path(), Some(&hook), &clock);
+        listed(&ctx.store, &["a"], &clock);
+        sweep(&ctx, &["a"], "d", &clock);
+        run(&ctx).await.unwrap();
+        sweep(&ctx, &["a"], "d", &clock);
+        run(&ctx).await.unwrap_err();
+        assert_eq!(ctx.store.outbox().unwrap().len(), 1);
+        clock.advance(std::time::Duration::from_secs(25 * 3600));
+        let summary = run(&ctx).await.unwrap();
+        assert_eq!(summary["expired"], 1);
+        assert!(ctx.store.outbox().unwrap().is_empty());
+        assert_eq!(
+            ctx.store.destination_stats().unwrap()["webhook#1"].dropped,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn the_outbox_keeps_the_newest_messages_up_to_its_bound() {
+        use crate::domain::{Message, ProbeIdentity};
+        use crate::store::{Evaluation, OUTBOX_MAX};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test").unwrap();
+        let probe = ProbeIdentity {
+            name: "unit".into(),
+            region: None,
+            public_url: None,
+        };
+        let message = |n: i64| Message::new(from_millis(n), probe.clone(), Vec::new());
+        let first = store
+            .commit_alerts(Evaluation {
+                book: AlertBook::default(),
+                cursor: 1,
+                changes: Vec::new(),
+                messages: (0..OUTBOX_MAX as i64 - 2).map(message).collect(),
+            })
+            .unwrap();
+        assert!(first.is_empty());
+        let dropped = store
+            .commit_alerts(Evaluation {
+                book: AlertBook::default(),
+                cursor: 2,
+                changes: Vec::new(),
+                messages: (0..5).map(|n| message(10_000 + n)).collect(),
+            })
+            .unwrap();
+        assert_eq!(dropped.len(), 3);
+        assert_eq!(
+            dropped
+                .iter()
+                .map(|e| e.message.created_at)
+                .collect::<Vec<_>>(),
+            (0..3).map(from_millis).collect::<Vec<_>>(),
+            "the oldest go first"
+        );
+        let kept = store.outbox().unwrap();
+        assert_eq!(kept.len(), OUTBOX_MAX);
+        assert_eq!(kept.last().unwrap().message.created_at, from_millis(10_004));
+        assert_eq!(store.outbox_dropped().unwrap(), 3);
     }
 }
