@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::nodes::Listed;
 use super::views::{merged, uptime_pct};
 use super::ApiState;
+use crate::domain::notice::encode_segment;
 use crate::domain::time::{from_millis, ms, rfc3339};
 use crate::domain::{Bucket, JobName, Level, Outcome, Peer, ProbeResult, Window};
 use crate::store::Store;
@@ -101,14 +102,15 @@ fn node_row(
     };
     let state = if firing {
         format!(
-            "{state} <span class=\"alert\" title=\"an alert is firing for this peer\">alert</span>"
+            "{state}<span class=\"alert\" title=\"an alert is firing for this peer\">alert</span>"
         )
     } else {
         state.to_string()
     };
     format!(
-        "<tr><td>{}</td><td>{}://{}:{}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}:{}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
+        html_escape(&encode_segment(&peer.id)),
         html_escape(&peer.name),
         html_escape(&peer.protocol),
         html_escape(&peer.host),

@@ -48,7 +48,7 @@ pub struct Notice {
     pub ends_at: Option<DateTime<Utc>>,
     /// The change's check.
     pub at: DateTime<Utc>,
-    /// The peer's page (or the status page), when `PUBLIC_URL` is set.
+    /// The peer's row on the status page (or the page), when `PUBLIC_URL` is set.
     pub link: Option<String>,
     /// The alert's identity (hash of its labels, as Alertmanager's).
     pub fingerprint: String,
@@ -96,7 +96,8 @@ impl Notice {
         let link = probe.public_url.as_deref().map(|base| {
             let base = base.trim_end_matches('/');
             match peer_id {
-                Some(id) => format!("{base}/nodes/{}", encode_segment(id)),
+                // The peer's row on the status page (its own page comes with node pages).
+                Some(id) => format!("{base}/#peer-{}", encode_segment(id)),
                 None => format!("{base}/"),
             }
         });
@@ -275,8 +276,9 @@ fn hex(bytes: &[u8], take: usize) -> String {
         .collect()
 }
 
-/// A path segment, percent-encoded (peer ids are free text).
-fn encode_segment(s: &str) -> String {
+/// A path segment or fragment, percent-encoded (peer ids are free text): how alerts link to a
+/// peer's row and how the status page names it.
+pub fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -326,7 +328,7 @@ mod tests {
         assert_eq!(n.label("probe"), "fra-1");
         assert_eq!(n.label("region"), "eu");
         assert_eq!(n.label("severity"), "critical");
-        assert_eq!(n.link.as_deref(), Some("https://probe.example/nodes/a%20b"));
+        assert_eq!(n.link.as_deref(), Some("https://probe.example/#peer-a%20b"));
         assert!(
             n.description.contains("tcp://127.0.0.1:1 in network n"),
             "{}",

@@ -268,10 +268,20 @@ const NODE_TOKEN: &str = "node-secret-Zq81";
 const ADMIN_TOKEN: &str = "admin-secret-Xk27";
 const NET_SECRET: &str = "net-secret-Pw55";
 const API_KEY: &str = "api-secret-Qm63";
+/// The token a webhook URL carries in its path, and an ntfy password.
+const HOOK_TOKEN: &str = "hook-secret-Hd44";
+const NTFY_PASSWORD: &str = "ntfy-secret-Lm90";
 
 /// Fails if any of the secrets above appears in `text`.
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [NODE_TOKEN, ADMIN_TOKEN, NET_SECRET, API_KEY] {
+    for secret in [
+        NODE_TOKEN,
+        ADMIN_TOKEN,
+        NET_SECRET,
+        API_KEY,
+        HOOK_TOKEN,
+        NTFY_PASSWORD,
+    ] {
         assert!(!text.contains(secret), "{what} contains a secret:\n{text}");
     }
 }
@@ -283,12 +293,22 @@ async fn serve_routes_and_sigterm() {
         peer_entry(json!(2), "udp", n.port("udp"), "net-c", Some("wrong")),
     ])
     .await;
+    // Alerts go to a webhook and an ntfy server (both a receiver on loopback), with secrets in
+    // their URLs; peer 2 (wrong secret) is down, so its alert fires at once and is delivered.
+    let receiver = easytier_probe::testkit::Receiver::default();
+    let receiver_url = receiver.start().await.unwrap();
+    let ntfy_host = receiver_url.trim_start_matches("http://");
+    let notify_urls = format!(
+        "{receiver_url}/{HOOK_TOKEN}, ntfy://probe:{NTFY_PASSWORD}@{ntfy_host}/alerts?scheme=http"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut c = bin(dir.path());
     c.env("DISTRIBUTED_MODE_ENABLED", "true")
         .env("BACKEND_BASE_URL", &url)
         .env("NODE_TOKEN", NODE_TOKEN)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("NOTIFY_URLS", &notify_urls)
+        .env("NOTIFY_FAILURE_THRESHOLD", "1")
         .env("RUST_LOG", "debug,easytier=off")
         .env("DATA_DIR", dir.path().join("data"))
         .env("HEALTH_CHECK_INTERVAL", "1")
@@ -303,6 +323,15 @@ async fn serve_routes_and_sigterm() {
     })
     .await;
     assert!(ready, "{}", serve.log());
+    let notified = wait_for(Duration::from_secs(20), || async {
+        receiver.delivered().len() >= 2
+    })
+    .await;
+    assert!(
+        notified,
+        "no alert delivered to both; log:\n{}",
+        serve.log()
+    );
 
     let (code, h) = serve.get("/health").await;
     assert_eq!(code, 200);
@@ -510,6 +539,9 @@ async fn serve_routes_and_sigterm() {
         "/api/jobs/peer-fetch/runs",
         "/api/jobs/probe-sweep/runs",
         "/api/jobs/status-report/runs",
+        "/api/jobs/notify/runs",
+        "/api/alerts",
+        "/api/silences",
     ] {
         let (_, body) = serve.get(route).await;
         assert_no_secret(route, &body.to_string());
@@ -528,6 +560,7 @@ async fn serve_routes_and_sigterm() {
     c.env("NODE_TOKEN", NODE_TOKEN)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("NETWORK_SECRET", NET_SECRET)
+        .env("NOTIFY_URLS", &notify_urls)
         .arg("--help");
     let help = output(c).await;
     assert!(help.status.success());
@@ -542,7 +575,7 @@ async fn serve_routes_and_sigterm() {
     assert_eq!(last.headers["x-node-token"], NODE_TOKEN);
     assert_eq!(body["metadata"]["region"], "eu");
     // JSON logs and `run-job --json` output carry no secret either.
-    for job in ["peer-fetch", "status-report"] {
+    for job in ["peer-fetch", "status-report", "notify"] {
         let mut c = bin(dir.path());
         c.env("DISTRIBUTED_MODE_ENABLED", "true")
             .env("BACKEND_BASE_URL", &url)
@@ -550,6 +583,7 @@ async fn serve_routes_and_sigterm() {
             .env("API_KEY", API_KEY)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("NETWORK_SECRET", NET_SECRET)
+            .env("NOTIFY_URLS", &notify_urls)
             .env("DATA_DIR", dir.path().join("data"))
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "debug,easytier=off")
