@@ -107,6 +107,9 @@ enum Plan {
     Cron(String),
 }
 
+/// How long a sweep's follow-up notify waits for a notify run still going.
+const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct Shared {
     runner: Runner,
     clock: SharedClock,
@@ -276,9 +279,17 @@ impl Shared {
             if let Err(e) = runner.run(job, Trigger::Schedule).await {
                 tracing::error!(job = %job, "could not record the run: {e}");
             }
-            if then_notify && !runner.is_running(JobName::Notify) {
-                if let Err(e) = runner.run(JobName::Notify, Trigger::Schedule).await {
-                    tracing::error!(job = "notify", "could not record the run: {e}");
+            if then_notify {
+                // A notify run going now may have read the store before this sweep was in it:
+                // wait for it (briefly) rather than leave the sweep to the next tick.
+                let waited = std::time::Instant::now();
+                while runner.is_running(JobName::Notify) && waited.elapsed() < NOTIFY_WAIT {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                if !runner.is_running(JobName::Notify) {
+                    if let Err(e) = runner.run(JobName::Notify, Trigger::Schedule).await {
+                        tracing::error!(job = "notify", "could not record the run: {e}");
+                    }
                 }
             }
         });

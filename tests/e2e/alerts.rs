@@ -182,9 +182,11 @@ async fn fires_once_resolves_once() {
     );
     let (code, page) = http(reqwest::Client::new().get(format!("{}/", serve.base))).await;
     assert_eq!(code, 200);
+    let page = page.as_str().unwrap();
+    assert!(page.contains("class=\"alert\""), "the status page marks it");
     assert!(
-        page.as_str().unwrap().contains("class=\"alert\""),
-        "the status page marks it"
+        page.contains("id=\"peer-a\""),
+        "alerts link to the peer's row"
     );
 
     let a = tokio::task::spawn_blocking(move || {
