@@ -30,12 +30,7 @@ impl Settings {
         Ok(Settings {
             backend,
             peer_source,
-            region: options
-                .region
-                .as_deref()
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(String::from),
+            region: region(options),
             peer_fetch_interval: interval(options.peer_fetch_interval.as_deref(), peer_fetch)?,
             status_report_interval: interval(
                 options.status_report_interval.as_deref(),
@@ -142,6 +137,16 @@ fn listen(options: &Options) -> Result<std::net::SocketAddr, ConfigError> {
     })
 }
 
+/// `REGION`, trimmed; empty is none.
+fn region(options: &Options) -> Option<String> {
+    options
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+}
+
 /// The destinations, thresholds and how this probe names itself in alerts.
 fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigError> {
     let urls = secret(NOTIFY_URLS, options.notify_urls.as_deref(), env)?;
@@ -183,18 +188,12 @@ fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigErro
         .filter(|n| !n.is_empty())
         .map(String::from)
         .unwrap_or_else(default_probe_name);
-    let region = options
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(String::from);
     Ok(NotifySettings {
         destinations,
         thresholds,
         probe: ProbeIdentity {
             name,
-            region,
+            region: region(options),
             public_url,
         },
     })

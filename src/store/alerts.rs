@@ -6,15 +6,15 @@
 //! An evaluation (book, cursor, changes, new messages, outbox trimming) is one atomic batch, so
 //! a kill -9 either keeps all of it or none, and the next run evaluates the same sweeps again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{corrupt, decode_chunk, Entry};
+use super::codec::corrupt;
 use super::keys::{parse_row_key, row_key};
 use super::{Store, StoreError};
-use crate::domain::{AlertBook, Change, Level, Message, Notice, ProbeResult, Silence};
+use crate::domain::{AlertBook, Change, Message, Notice, Silence};
 
 /// Messages kept for delivery at most; beyond it the oldest are dropped (counted, logged).
 pub const OUTBOX_MAX: usize = 1000;
@@ -122,25 +122,6 @@ impl Store {
             }
         }
         Ok(times)
-    }
-
-    /// The checks of the raw row at `at`, by peer id (peers of the current list only).
-    pub fn sweep_at(&self, at: i64) -> Result<Vec<(String, ProbeResult)>, StoreError> {
-        let by_slot: HashMap<u32, String> =
-            self.roster()?.into_iter().map(|(id, s)| (s, id)).collect();
-        let mut out = Vec::new();
-        for item in self.inner.raw.scan_prefix(&row_key(at, 0)[..8]) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Some((_, chunk)) = parse_row_key(&k) else {
-                continue;
-            };
-            for (slot, entry) in decode_chunk(Level::Raw, chunk, &v)? {
-                if let (Some(id), Entry::Check(check)) = (by_slot.get(&slot), entry) {
-                    out.push((id.clone(), check.to_result(at)));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Stores an evaluation in one batch; returns the messages dropped from a full outbox.

@@ -86,9 +86,14 @@ impl Store {
         let Some(at) = self.newest_raw_ms()? else {
             return Ok(HashMap::new());
         };
+        Ok(self.sweep_at(at)?.into_iter().collect())
+    }
+
+    /// The checks of the raw row at `at`, by peer id (peers of the current list only).
+    pub fn sweep_at(&self, at: i64) -> Result<Vec<(String, ProbeResult)>, StoreError> {
         let by_slot: HashMap<u32, String> =
             self.roster()?.into_iter().map(|(id, s)| (s, id)).collect();
-        let mut out = HashMap::new();
+        let mut out = Vec::new();
         for item in self.inner.raw.scan_prefix(&row_key(at, 0)[..8]) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let Some((_, chunk)) = parse_row_key(&k) else {
@@ -96,7 +101,7 @@ impl Store {
             };
             for (slot, entry) in decode_chunk(Level::Raw, chunk, &v)? {
                 if let (Some(id), Entry::Check(check)) = (by_slot.get(&slot), entry) {
-                    out.insert(id.clone(), check.to_result(at));
+                    out.push((id.clone(), check.to_result(at)));
                 }
             }
         }
