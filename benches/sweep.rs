@@ -328,6 +328,8 @@ fn main() {
                 .env("PEERS_FILE", &file)
                 .env("DATA_DIR", &data)
                 .env("NETWORK_SECRET", "bench-secret")
+                // The figures so far were taken at 256 in flight, and the lower bound runs at it.
+                .env("PROBE_CONCURRENCY", CONCURRENCY.to_string())
                 .args(["run-job", job, "--json"]);
             c
         };

@@ -43,6 +43,9 @@ pub fn run(cli: Cli) -> ExitCode {
         .command
         .clone()
         .unwrap_or(Command::Serve { no_schedule: false });
+    // Every probe in flight holds a socket: take all the descriptors the system allows.
+    let open_files = crate::probe::limits::raise_open_files_limit();
+    tracing::debug!(open_files, "open-files limit");
     if let Command::Demo = command {
         return super::demo::run(cli.options);
     }

@@ -153,6 +153,14 @@ pub struct Options {
     /// Job runs older than this are deleted (the newest run of a job always stays) [default: 30d]
     #[arg(long, global = true, env = "RUNS_RETENTION")]
     pub runs_retention: Option<String>,
+
+    /// How long one peer's probe may take, e.g. "3s", "1500ms" [default: 3s]
+    #[arg(long, global = true, env = "PROBE_TIMEOUT")]
+    pub probe_timeout: Option<String>,
+
+    /// Most probes in flight at once [default: derived from the open-files limit, at most 2048]
+    #[arg(long, global = true, env = "PROBE_CONCURRENCY")]
+    pub probe_concurrency: Option<String>,
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

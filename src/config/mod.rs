@@ -97,18 +97,48 @@ impl Settings {
     }
 }
 
-/// Probe tuning; fixed defaults for now.
+/// Probe tuning: `PROBE_TIMEOUT` and `PROBE_CONCURRENCY`.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub timeout: Duration,
-    pub concurrency: usize,
+    /// Probes in flight at most; `None`: derived from the open-files limit (see
+    /// [`ProbeSettings::in_flight`]).
+    pub concurrency: Option<usize>,
+}
+
+impl ProbeSettings {
+    /// The default per-peer timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+    /// The derived concurrency never goes past this: 20 % dead peers of 10 000, or 1 000 dead
+    /// ones, each hold a slot for the whole timeout and still fit.
+    pub const MAX_DERIVED_CONCURRENCY: usize = 2048;
+    /// Descriptors a probe may hold at once (a udp or wg probe races up to 4 sessions).
+    pub const FILES_PER_PROBE: u64 = 4;
+    /// Descriptors kept for the store, the API's connections and the runtime.
+    pub const FILES_RESERVED: u64 = 1024;
+
+    /// How many probes may be in flight with `open_files` descriptors allowed: the configured
+    /// cap, else what the limit allows up to [`Self::MAX_DERIVED_CONCURRENCY`]; at least 1.
+    /// The second value is true when the open-files limit set it below that maximum.
+    pub fn in_flight(&self, open_files: u64) -> (usize, bool) {
+        if let Some(n) = self.concurrency {
+            return (n.max(1), false);
+        }
+        let allowed = open_files.saturating_sub(Self::FILES_RESERVED.min(open_files / 2))
+            / Self::FILES_PER_PROBE;
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX).max(1);
+        (
+            allowed.min(Self::MAX_DERIVED_CONCURRENCY),
+            allowed < Self::MAX_DERIVED_CONCURRENCY,
+        )
+    }
 }
 
 impl Default for ProbeSettings {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(3),
-            concurrency: 256,
+            timeout: Self::DEFAULT_TIMEOUT,
+            concurrency: None,
         }
     }
 }

@@ -47,7 +47,7 @@ impl Settings {
                 .unwrap_or_else(|| Secret::new("")),
             admin_token,
             retention: retention(options)?,
-            probe: ProbeSettings::default(),
+            probe: probe(options)?,
             notify,
         })
     }
@@ -213,6 +213,42 @@ fn threshold(
             "{var} ({flag}) must be a whole number of checks from 1 to 1000, got {raw:?}"
         ))),
     }
+}
+
+/// `PROBE_TIMEOUT` (100 ms to 60 s) and `PROBE_CONCURRENCY` (1 to 65 536).
+fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
+    let mut probe = ProbeSettings::default();
+    if let Some(raw) = options
+        .probe_timeout
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        probe.timeout = crate::domain::duration::parse_duration(raw)
+            .ok()
+            .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(60)).contains(d))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "PROBE_TIMEOUT (--probe-timeout) must be a duration from 100ms to 60s, e.g. 3s, got {raw:?}"
+                ))
+            })?;
+    }
+    if let Some(raw) = options
+        .probe_concurrency
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        match raw.parse::<usize>() {
+            Ok(n) if (1..=65_536).contains(&n) => probe.concurrency = Some(n),
+            _ => {
+                return Err(ConfigError(format!(
+                    "PROBE_CONCURRENCY (--probe-concurrency) must be a whole number from 1 to 65536, got {raw:?}"
+                )))
+            }
+        }
+    }
+    Ok(probe)
 }
 
 /// Whole seconds, at least 1.

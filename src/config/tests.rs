@@ -283,3 +283,47 @@ fn bad_alert_settings_name_the_variable_and_never_the_url() {
         assert!(!err.0.contains("s3cret"), "{err}");
     }
 }
+
+#[test]
+fn probe_timeout_and_concurrency_are_honoured_and_checked() {
+    let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+    assert_eq!(s.probe.timeout, Duration::from_secs(3));
+    assert_eq!(s.probe.concurrency, None);
+
+    let cli = parse(&["--probe-timeout", "1500ms", "--probe-concurrency", "40"]);
+    let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
+    assert_eq!(s.probe.timeout, Duration::from_millis(1500));
+    assert_eq!(s.probe.concurrency, Some(40));
+    // A configured cap wins over the open-files limit, whatever it is.
+    assert_eq!(s.probe.in_flight(64), (40, false));
+    // A bare number is seconds, as everywhere.
+    let s = Settings::resolve(&parse(&["--probe-timeout", "5"]).options, &env(&[])).unwrap();
+    assert_eq!(s.probe.timeout, Duration::from_secs(5));
+
+    for (flag, bad, names) in [
+        ("--probe-timeout", "0s", "PROBE_TIMEOUT"),
+        ("--probe-timeout", "2m", "PROBE_TIMEOUT"),
+        ("--probe-timeout", "soon", "PROBE_TIMEOUT"),
+        ("--probe-concurrency", "0", "PROBE_CONCURRENCY"),
+        ("--probe-concurrency", "many", "PROBE_CONCURRENCY"),
+    ] {
+        let err = Settings::resolve(&parse(&[flag, bad]).options, &env(&[])).unwrap_err();
+        assert!(err.0.contains(names), "{flag} {bad}: {err}");
+    }
+}
+
+#[test]
+fn derived_concurrency_follows_the_open_files_limit() {
+    let probe = ProbeSettings::default();
+    // Plenty of descriptors: the derived maximum.
+    assert_eq!(
+        probe.in_flight(1 << 20),
+        (ProbeSettings::MAX_DERIVED_CONCURRENCY, false)
+    );
+    // 20 000 (this machine's limit): (20 000 − 1 024) / 4 = 4 744, past the maximum.
+    assert_eq!(probe.in_flight(20_000).0, 2048);
+    // The common default of 1 024: half kept back, 4 a probe; and the limit is said to bind.
+    assert_eq!(probe.in_flight(1024), (128, true));
+    assert_eq!(probe.in_flight(4096), (768, true));
+    assert_eq!(probe.in_flight(0), (1, true));
+}

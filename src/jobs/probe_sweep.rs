@@ -52,9 +52,20 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         }
         Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
     }
+    let (in_flight, limited) = probe.in_flight(probe::limits::open_files_limit());
+    if limited && list.peers.len() > in_flight {
+        tracing::warn!(
+            peers = list.peers.len(),
+            in_flight,
+            open_files = probe::limits::open_files_limit(),
+            "the open-files limit allows only {in_flight} probes at once: unresponsive peers \
+             may make this sweep take up to {} timeouts (raise LimitNOFILE / ulimit -n)",
+            list.peers.len().div_ceil(in_flight)
+        );
+    }
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
-    let results = probe::probe_all(targets, probe.timeout, probe.concurrency, Some(deadline)).await;
+    let results = probe::probe_all(targets, probe.timeout, in_flight, Some(deadline)).await;
     let probed_in = started.elapsed();
 
     let (stored, items) = verdicts(store, &list.peers, results);

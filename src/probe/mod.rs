@@ -5,19 +5,19 @@
 //! A peer is up only when it answered our handshake *and* a ping: a node that does not accept
 //! our network secret still sends its handshake answer before it closes the connection.
 
+pub mod limits;
 mod quic;
 
 pub use quic::{remember_flavours as remember_quic_flavours, remembered_flavours as quic_flavours};
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use easytier::common::config::NetworkIdentity;
 use easytier::proto::peer_rpc::HandshakeRequest;
 use easytier::tunnel::packet_def::{PacketType, ZCPacket};
-use std::pin::Pin;
-
 use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError, ZCPacketSink, ZCPacketStream};
 use futures::{SinkExt, StreamExt};
 use prost::Message;
@@ -628,6 +628,33 @@ mod tests {
             let r = probe(&target("tcp", host, 1), Duration::from_secs(1)).await;
             assert_eq!(r.error_kind, Some(ErrorKind::Dns), "{host}: {:?}", r.error);
         }
+    }
+
+    #[tokio::test]
+    async fn more_unresponsive_peers_than_the_concurrency_all_get_a_verdict() {
+        // Listeners that accept and never speak: each probe holds its slot for the timeout.
+        let mut listeners = Vec::new();
+        for _ in 0..6 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listeners.push(l);
+        }
+        let targets: Vec<Target> = listeners
+            .iter()
+            .map(|l| target("tcp", "127.0.0.1", l.local_addr().unwrap().port()))
+            .collect();
+        let started = Instant::now();
+        let results = probe_all(targets, Duration::from_millis(300), 2, None).await;
+        assert_eq!(results.len(), 6);
+        for r in &results {
+            assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
+        }
+        // Two at a time, three rounds of the 300 ms timeout: the bound was kept.
+        assert!(
+            started.elapsed() >= Duration::from_millis(850),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(listeners);
     }
 
     #[tokio::test]

@@ -179,7 +179,8 @@ pub(crate) fn credentials_dir() -> tempfile::TempDir {
 /// Enough descriptors for a sweep's concurrent probes (a few each: socket, timers, QUIC
 /// endpoint) beside the API's connections and the store.
 pub(crate) fn needed_open_files() -> u64 {
-    4 * ProbeSettings::default().concurrency as u64 + 1024
+    ProbeSettings::FILES_PER_PROBE * ProbeSettings::MAX_DERIVED_CONCURRENCY as u64
+        + ProbeSettings::FILES_RESERVED
 }
 
 /// `KEY=value` lines of an environment file; with `commented`, `#KEY=value` lines too.
