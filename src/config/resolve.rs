@@ -139,12 +139,12 @@ fn listen(options: &Options) -> Result<std::net::SocketAddr, ConfigError> {
 
 /// `REGION`, trimmed; empty is none.
 fn region(options: &Options) -> Option<String> {
-    options
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(String::from)
+    given(options.region.as_deref()).map(String::from)
+}
+
+/// A value as given, trimmed; empty counts as not given.
+fn given(raw: Option<&str>) -> Option<&str> {
+    raw.map(str::trim).filter(|r| !r.is_empty())
 }
 
 /// The destinations, thresholds and how this probe names itself in alerts.
@@ -181,11 +181,7 @@ fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigErro
         }
         _ => None,
     };
-    let name = options
-        .probe_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
+    let name = given(options.probe_name.as_deref())
         .map(String::from)
         .unwrap_or_else(default_probe_name);
     Ok(NotifySettings {
@@ -204,7 +200,7 @@ fn threshold(
     (var, flag): (&str, &str),
     default: u32,
 ) -> Result<u32, ConfigError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+    let Some(raw) = given(raw) else {
         return Ok(default);
     };
     match raw.parse::<u32>() {
@@ -218,12 +214,7 @@ fn threshold(
 /// `PROBE_TIMEOUT` (100 ms to 60 s) and `PROBE_CONCURRENCY` (1 to 65 536).
 fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
     let mut probe = ProbeSettings::default();
-    if let Some(raw) = options
-        .probe_timeout
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-    {
+    if let Some(raw) = given(options.probe_timeout.as_deref()) {
         probe.timeout = crate::domain::duration::parse_duration(raw)
             .ok()
             .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(60)).contains(d))
@@ -233,12 +224,7 @@ fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
                 ))
             })?;
     }
-    if let Some(raw) = options
-        .probe_concurrency
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-    {
+    if let Some(raw) = given(options.probe_concurrency.as_deref()) {
         match raw.parse::<usize>() {
             Ok(n) if (1..=65_536).contains(&n) => probe.concurrency = Some(n),
             _ => {
@@ -253,7 +239,7 @@ fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
 
 /// Whole seconds, at least 1.
 fn interval(raw: Option<&str>, (var, flag): (&str, &str)) -> Result<Option<Duration>, ConfigError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+    let Some(raw) = given(raw) else {
         return Ok(None);
     };
     match raw.parse::<u64>() {
@@ -311,7 +297,7 @@ fn span(
     default: chrono::Duration,
     (min, max): (u64, u64),
 ) -> Result<chrono::Duration, ConfigError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+    let Some(raw) = given(raw) else {
         return Ok(default);
     };
     match parse_span(raw) {
@@ -335,7 +321,7 @@ fn human_secs(secs: u64) -> String {
 }
 
 fn runs_keep(raw: Option<&str>, default: usize) -> Result<usize, ConfigError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+    let Some(raw) = given(raw) else {
         return Ok(default);
     };
     match raw.parse::<usize>() {

@@ -52,12 +52,13 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         }
         Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
     }
-    let (in_flight, limited) = probe.in_flight(probe::limits::open_files_limit());
+    let open_files = probe::limits::open_files_limit();
+    let (in_flight, limited) = probe.in_flight(open_files);
     if limited && list.peers.len() > in_flight {
         tracing::warn!(
             peers = list.peers.len(),
             in_flight,
-            open_files = probe::limits::open_files_limit(),
+            open_files,
             "the open-files limit allows only {in_flight} probes at once: unresponsive peers \
              may make this sweep take up to {} timeouts (raise LimitNOFILE / ulimit -n)",
             list.peers.len().div_ceil(in_flight)
