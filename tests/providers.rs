@@ -32,6 +32,7 @@ fn peer() -> Peer {
         protocol: "tcp".into(),
         network_name: "public".into(),
         network_secret: None,
+        timeout_ms: None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `/health`: 200 `ok` or `degraded` (a job's last run failed, or no peer list yet, while
-//! probing goes on), 503 `stale` (no sweep for 3 sweep intervals) or `store` (writes do not
+//! `/health`: 200 `ok` or `degraded` (a job's last run failed, sweeps do not keep to their
+//! interval, or no peer list yet, while probing goes on), 503 `stale` (no sweep for 3 sweep intervals) or `store` (writes do not
 //! reach the disk). The reason is in `data.reason`.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use super::error::{envelope, ApiError};
 use super::views::{HealthView, JobHealth};
 use super::ApiState;
 use crate::domain::time::rfc3339;
-use crate::domain::{Freshness, JobName, Outcome};
+use crate::domain::{overrun, Freshness, JobName, Outcome, OVERRUN_SWEEPS};
 use crate::store::Store;
 
 pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiError> {
@@ -21,6 +21,10 @@ pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiErr
     let list = store.peer_list()?;
     let (jobs, failed_jobs) = last_finished_runs(store)?;
     let freshness = ctx.judge(store.last_sweep()?.map(|s| s.at), list.is_some());
+    let overrun = overrun(
+        &store.runs(JobName::ProbeSweep.as_str(), 2 * OVERRUN_SWEEPS)?,
+        ctx.sweep_period(),
+    );
     let (code, status, reason) = if !store.writable() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,6 +37,8 @@ pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiErr
     } else if let Freshness::Stale { .. } = freshness {
         (StatusCode::SERVICE_UNAVAILABLE, "stale", freshness.reason())
     } else if let Some(why) = freshness.reason() {
+        (StatusCode::OK, "degraded", Some(why))
+    } else if let Some(why) = overrun {
         (StatusCode::OK, "degraded", Some(why))
     } else if !failed_jobs.is_empty() {
         (StatusCode::OK, "degraded", Some(failed_jobs.join("; ")))

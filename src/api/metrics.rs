@@ -12,11 +12,12 @@ use super::ApiState;
 use crate::domain::JobName;
 
 /// Every metric `/metrics` serves (deploy/prometheus/alerts.yml may name only these).
-pub const METRICS: [&str; 7] = [
+pub const METRICS: [&str; 8] = [
     "easytier_probe_peer_up",
     "easytier_probe_peer_rtt_seconds",
     "easytier_probe_job_runs_total",
     "easytier_probe_job_last_success_timestamp_seconds",
+    "easytier_probe_sweep_duration_seconds",
     "easytier_probe_alerts_firing",
     "easytier_probe_notifications_total",
     "easytier_probe_notify_outbox_messages",
@@ -79,6 +80,7 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
             );
         }
     }
+    let sweeps = sweep_durations(&store.durations(JobName::ProbeSweep.as_str())?);
     let alerts = alert_metrics(store)?;
     let body = format!(
         "# HELP easytier_probe_peer_up Whether the peer passed the last probe (1) or not (0).\n\
@@ -88,7 +90,7 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
          # HELP easytier_probe_job_runs_total Job runs by this process, by outcome.\n\
          # TYPE easytier_probe_job_runs_total counter\n{runs}\
          # HELP easytier_probe_job_last_success_timestamp_seconds Start of the last successful run.\n\
-         # TYPE easytier_probe_job_last_success_timestamp_seconds gauge\n{success}{alerts}"
+         # TYPE easytier_probe_job_last_success_timestamp_seconds gauge\n{success}{sweeps}{alerts}"
     );
     Ok((
         [(
@@ -98,6 +100,34 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
         body,
     )
         .into_response())
+}
+
+/// The histogram of how long probe sweeps took, over the store's life (timer-run sweeps too).
+fn sweep_durations(d: &crate::domain::Durations) -> String {
+    let mut out = String::from(
+        "# HELP easytier_probe_sweep_duration_seconds How long finished probe sweeps took, \
+         every process on this store.\n\
+         # TYPE easytier_probe_sweep_duration_seconds histogram\n",
+    );
+    for (le, n) in d.cumulative() {
+        let le = if le.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            le.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "easytier_probe_sweep_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = write!(
+        out,
+        "easytier_probe_sweep_duration_seconds_sum {}\n\
+         easytier_probe_sweep_duration_seconds_count {}\n",
+        d.sum_ms as f64 / 1000.0,
+        d.count
+    );
+    out
 }
 
 /// The alerts firing (by alert name), the notifications by destination and outcome, and the

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod error;
+mod fleet;
 mod health;
 mod jobs;
 pub mod metrics;

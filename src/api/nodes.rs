@@ -1,12 +1,13 @@
 //! `/api/nodes` and `/api/nodes/{id}/health`: the listed peers, and one peer's history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::error::{ok, ApiError};
+use super::fleet::{node_windows, select, NodesQuery, NODE_UPTIMES};
 use super::views::{merged, stats, uptime_pct, NodeHealthView, NodeView, NodesView, SeriesPoint};
 use super::ApiState;
 use crate::domain::time::{from_millis, ms, rfc3339};
@@ -30,38 +31,27 @@ impl Listed {
     }
 }
 
-/// The windows `/api/nodes` gives each peer's uptime for.
-const NODE_UPTIMES: [&str; 3] = ["1h", "24h", "7d"];
-
-pub(super) async fn nodes(State(s): State<ApiState>) -> Result<Response, ApiError> {
+pub(super) async fn nodes(
+    State(s): State<ApiState>,
+    Query(query): Query<NodesQuery>,
+) -> Result<Response, ApiError> {
+    let selection = query.selection()?;
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let now = ctx.clock.now();
     let listed = Listed::read(store)?;
-    let mut uptimes = Vec::new();
-    for name in NODE_UPTIMES {
-        let w = Window::named(name).expect("a known window");
-        uptimes.push((name, store.window(&w, now, None, false)?));
-    }
-    let items: Vec<NodeView> = listed
-        .peers
+    let uptimes = store.uptimes(&node_windows(), ctx.clock.now())?;
+    let (counts, rows) = select(&listed, &uptimes, &selection);
+    let items = selection
+        .page(&rows)
         .iter()
-        .map(|peer| {
-            let slot = listed.slots.get(&peer.id);
-            let uptime: BTreeMap<&'static str, Option<f64>> = uptimes
-                .iter()
-                .map(|(name, per_slot)| {
-                    let pct = slot
-                        .and_then(|s| per_slot.get(s))
-                        .and_then(|points| uptime_pct(&merged(points.values())));
-                    (*name, pct)
-                })
-                .collect();
-            NodeView::new(peer, listed.latest.get(&peer.id), uptime)
+        .map(|r| {
+            let uptime = NODE_UPTIMES.iter().copied().zip(r.uptime).collect();
+            NodeView::new(r.peer, r.latest, uptime)
         })
         .collect();
     Ok(ok(NodesView {
-        total: items.len(),
+        total: rows.len(),
+        counts,
         items,
     }))
 }

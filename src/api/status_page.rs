@@ -1,16 +1,18 @@
-//! `GET /`: the status page a person reads — nodes up or down, RTT, a 24-hour uptime bar, and
-//! the recent job runs. The page is `status_page.html` and `status_page.css`, filled in here.
+//! `GET /`: the status page a person reads — nodes up or down (down first, a page of 100 at a
+//! time, by state and search), RTT, a 24-hour uptime bar, and the recent job runs. The page is `status_page.html` and `status_page.css`, filled in here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use super::error::ApiError;
+use super::fleet::{node_windows, select, NodesQuery, PeerState, Selection};
 use super::nodes::Listed;
-use super::views::{merged, uptime_pct};
+use super::views::{merged, uptime_pct, NodeCounts};
 use super::ApiState;
 use crate::domain::notice::encode_segment;
 use crate::domain::time::{from_millis, ms, rfc3339};
@@ -20,46 +22,170 @@ use crate::store::Store;
 const PAGE: &str = include_str!("status_page.html");
 const CSS: &str = include_str!("status_page.css");
 
-pub(super) async fn page(State(s): State<ApiState>) -> Result<Response, ApiError> {
+/// Peers on one page of the status page.
+pub(super) const PER_PAGE: usize = 100;
+
+/// `/?state=&q=&page=`: which peers the page shows (down first, then not yet checked, then
+/// up; [`PER_PAGE`] at a time). A value the page does not know shows everything.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    state: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
+}
+
+pub(super) async fn page(
+    State(s): State<ApiState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, ApiError> {
     let ctx = s.runner.context();
     let store = &ctx.store;
     let now = ctx.clock.now();
+    let number = query
+        .page
+        .as_deref()
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let asked = |state: Option<String>| NodesQuery {
+        limit: Some(PER_PAGE.to_string()),
+        offset: Some(((number - 1).saturating_mul(PER_PAGE)).to_string()),
+        state,
+        q: query.q.clone(),
+        sort: Some("state".into()),
+    };
+    let selection = match asked(query.state.clone()).selection() {
+        Ok(s) => s,
+        Err(_) => asked(None).selection()?,
+    };
+    let listed = Listed::read(store)?;
+    let uptimes = store.uptimes(&node_windows(), now)?;
+    let (counts, rows) = select(&listed, &uptimes, &selection);
     let day = Window::named("24h").expect("a known window");
-    let Listed {
-        peers,
-        slots,
-        latest,
-    } = Listed::read(store)?;
-    let hours = store.window(&day, now, None, true)?;
     let (book, _) = store.alert_book()?;
     let firing: std::collections::HashSet<&str> = book.firing().map(|(id, _)| id).collect();
-    let mut rows = String::new();
-    let mut up = 0;
-    for peer in &peers {
-        let latest = latest.get(&peer.id);
-        up += usize::from(latest.is_some_and(|r| r.up));
-        let hours = slots.get(&peer.id).and_then(|slot| hours.get(slot));
-        rows.push_str(&node_row(
-            peer,
-            latest,
-            hours,
-            firing.contains(peer.id.as_str()),
+    let mut nodes = String::new();
+    for row in selection.page(&rows) {
+        // The hours of this page's peers only: one small read per hour and peer.
+        let hours = match listed.slots.get(&row.peer.id) {
+            Some(slot) => store.window(&day, now, Some(*slot), true)?.remove(slot),
+            None => None,
+        };
+        nodes.push_str(&node_row(
+            row.peer,
+            row.latest,
+            hours.as_ref(),
+            firing.contains(row.peer.id.as_str()),
             now,
         ));
     }
+    let up = listed
+        .peers
+        .iter()
+        .filter(|p| listed.latest.get(&p.id).is_some_and(|r| r.up))
+        .count();
     let html = fill(
         PAGE,
         &[
             ("css", CSS),
             ("up", &up.to_string()),
-            ("total", &peers.len().to_string()),
+            ("total", &listed.peers.len().to_string()),
             ("version", env!("CARGO_PKG_VERSION")),
-            ("nodes", &rows),
+            ("filters", &filters(&selection, &counts)),
+            ("nodes", &nodes),
+            ("pages", &pager(&selection, rows.len(), number)),
             ("runs", &recent_runs(store)),
             ("alerts", &alert_banner(firing.len(), book.isolation.firing)),
         ],
     );
     Ok(Html(html).into_response())
+}
+
+/// A link to the status page with `state`, `q` and `page` (left out when they are the
+/// defaults).
+fn link(state: Option<PeerState>, q: Option<&str>, page: usize) -> String {
+    let mut parts = Vec::new();
+    if let Some(state) = state {
+        parts.push(format!("state={}", state.as_str()));
+    }
+    if let Some(q) = q {
+        parts.push(format!("q={}", encode_segment(q)));
+    }
+    if page > 1 {
+        parts.push(format!("page={page}"));
+    }
+    html_escape(&format!("/?{}", parts.join("&")))
+}
+
+/// The state tabs with their counts, and the search box.
+fn filters(selection: &Selection, counts: &NodeCounts) -> String {
+    let q = selection.q.as_deref();
+    let all = counts.up + counts.down + counts.unchecked;
+    let mut out = String::from("<nav class=\"filters\">");
+    for (state, label, n) in [
+        (None, "All", all),
+        (Some(PeerState::Down), "Down", counts.down),
+        (Some(PeerState::Unchecked), "Unchecked", counts.unchecked),
+        (Some(PeerState::Up), "Up", counts.up),
+    ] {
+        let current = if selection.state == state {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<a href=\"{}\"{current}>{label} ({n})</a> ",
+            link(state, q, 1)
+        );
+    }
+    let _ = write!(
+        out,
+        "<form method=\"get\" action=\"/\">{}<input type=\"search\" name=\"q\" \
+         value=\"{}\" placeholder=\"name, host, network or id\" aria-label=\"search\">\
+         <button>Search</button></form></nav>",
+        selection
+            .state
+            .map(|s| format!(
+                "<input type=\"hidden\" name=\"state\" value=\"{}\">",
+                s.as_str()
+            ))
+            .unwrap_or_default(),
+        html_escape(q.unwrap_or(""))
+    );
+    out
+}
+
+/// Which peers this page shows of how many, and links to the pages before and after.
+fn pager(selection: &Selection, matching: usize, number: usize) -> String {
+    if matching == 0 {
+        return "<p class=\"pages\">No node matches.</p>".into();
+    }
+    let pages = matching.div_ceil(PER_PAGE);
+    let first = selection.offset.min(matching);
+    let last = (first + PER_PAGE).min(matching);
+    let mut out = format!(
+        "<p class=\"pages\">{}–{last} of {matching} · page {} of {pages}",
+        first + 1,
+        number.min(pages)
+    );
+    let (state, q) = (selection.state, selection.q.as_deref());
+    if number > 1 {
+        let _ = write!(
+            out,
+            " · <a rel=\"prev\" href=\"{}\">previous</a>",
+            link(state, q, (number - 1).min(pages))
+        );
+    }
+    if number < pages {
+        let _ = write!(
+            out,
+            " · <a rel=\"next\" href=\"{}\">next</a>",
+            link(state, q, number + 1)
+        );
+    }
+    out.push_str("</p>");
+    out
 }
 
 /// `template` with each `{{name}}` replaced by its value; what is put in is not looked at again.

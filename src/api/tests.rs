@@ -286,3 +286,419 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
     assert_eq!(d["destinations"][0]["last_error"], "could not connect");
     assert!(!alerts.to_string().contains("/x"), "no URL in {alerts}");
 }
+
+/// Sweeps that take longer than their interval are visible: 3 in a row (overruns or skips)
+/// make `/health` degraded, and every finished sweep is in the stored duration histogram.
+#[tokio::test]
+async fn overrunning_sweeps_degrade_health_and_fill_the_histogram() {
+    use crate::domain::{
+        JobName, JobRun, ListSource, Outcome, Peer, PeerList, SweepSummary, Trigger,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = crate::jobs::test_context(dir.path(), Default::default());
+    let store = ctx.store.clone();
+    store
+        .replace_peer_list(&PeerList {
+            fetched_at: Utc::now(),
+            source: ListSource::File,
+            peers: vec![Peer::for_tests("p")],
+        })
+        .unwrap();
+    let summary = SweepSummary::from_results(Utc::now(), std::iter::empty());
+    store.record_sweep(&[], &summary).unwrap();
+    let sweep = |outcome, ms| {
+        let run = store
+            .start_run(JobRun::new(
+                JobName::ProbeSweep,
+                Trigger::Schedule,
+                Utc::now(),
+                Outcome::Running,
+            ))
+            .unwrap();
+        store
+            .put_run(&JobRun {
+                duration_ms: ms,
+                outcome,
+                ..run
+            })
+            .unwrap();
+    };
+    sweep(Outcome::Ok, 800);
+    sweep(Outcome::Ok, 12_000);
+    sweep(Outcome::Skipped, 0);
+
+    let state = ApiState {
+        runner: Runner::new(ctx),
+        scheduler: None,
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, state, std::future::pending()));
+    let health = || async move {
+        let r = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["data"].clone()
+    };
+    let metric = |text: &str, name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name));
+        let line = line.unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Two late sweeps after one on time: not yet.
+    assert_eq!(health().await["status"], "ok");
+    sweep(Outcome::Failed, 9_000);
+    let h = health().await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let why = h["reason"].as_str().unwrap();
+    assert!(
+        why.contains("5s interval") && why.contains("12.0s"),
+        "{why}"
+    );
+
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bucket = |le: &str| {
+        metric(
+            &text,
+            &format!("easytier_probe_sweep_duration_seconds_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    // The skipped run is not a duration: 0.8 s, 12 s and 9 s.
+    assert_eq!(bucket("1"), 1.0, "{text}");
+    assert_eq!(bucket("10"), 2.0);
+    assert_eq!(bucket("30"), 3.0);
+    assert_eq!(bucket("+Inf"), 3.0);
+    assert_eq!(
+        metric(&text, "easytier_probe_sweep_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(
+        metric(&text, "easytier_probe_sweep_duration_seconds_sum"),
+        21.8
+    );
+
+    // A sweep on time ends it; the histogram is the store's, so it outlives the process.
+    sweep(Outcome::Ok, 1_000);
+    assert_eq!(health().await["status"], "ok");
+    assert_eq!(store.durations("probe-sweep").unwrap().count, 4);
+}
+
+/// `/api/nodes` pages, filters, searches and sorts over a real store behind a real server.
+#[tokio::test]
+async fn nodes_are_paged_filtered_searched_and_sorted() {
+    use crate::domain::{ListSource, Peer, PeerList, ProbeResult, SweepSummary};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = crate::jobs::test_context(dir.path(), Default::default());
+    let store = ctx.store.clone();
+    // 30 peers: every third down, every fifth never checked (it joins after the sweep), the
+    // rest up with an RTT of 30 - i ms; the names run backwards against the list.
+    let peers: Vec<Peer> = (0..30)
+        .map(|i| Peer {
+            name: format!("{}-node", ["tokyo", "Paris", "lima"][i % 3]) + &format!("{:02}", 29 - i),
+            host: format!("h{i}.example.net"),
+            network_name: if i == 7 {
+                "TokyoNet".into()
+            } else {
+                "public".into()
+            },
+            ..Peer::for_tests(&format!("p{i:02}"))
+        })
+        .collect();
+    let checked: Vec<&Peer> = peers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 4)
+        .map(|(_, p)| p)
+        .collect();
+    store
+        .replace_peer_list(&PeerList {
+            fetched_at: Utc::now(),
+            source: ListSource::File,
+            peers: checked.iter().map(|p| (*p).clone()).collect(),
+        })
+        .unwrap();
+    let now = Utc::now();
+    let results: Vec<(String, ProbeResult)> = checked
+        .iter()
+        .map(|p| {
+            let i: u64 = p.id[1..].parse().unwrap();
+            let up = i % 3 != 0;
+            let r = ProbeResult {
+                up,
+                rtt_us: up.then_some((30 - i) * 1000),
+                error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
+                error: None,
+                checked_at: now,
+            };
+            (p.id.clone(), r)
+        })
+        .collect();
+    let summary = SweepSummary::from_results(now, results.iter().map(|(_, r)| r));
+    store.record_sweep(&results, &summary).unwrap();
+    store
+        .replace_peer_list(&PeerList {
+            fetched_at: now,
+            source: ListSource::File,
+            peers: peers.clone(),
+        })
+        .unwrap();
+
+    let state = ApiState {
+        runner: Runner::new(ctx),
+        scheduler: None,
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, state, std::future::pending()));
+    let get = |query: &str| {
+        let url = format!("http://{addr}/api/nodes{query}");
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (down, unchecked): (Vec<usize>, Vec<usize>) = (
+        (0..30).filter(|i| i % 3 == 0 && i % 5 != 4).collect(),
+        (0..30).filter(|i| i % 5 == 4).collect(),
+    );
+    let id = |i: &usize| format!("p{i:02}");
+
+    // No parameters: every peer, in the list's order, with the counts.
+    let (code, all) = get("").await;
+    assert_eq!(code, 200);
+    assert_eq!(ids(&all), (0..30).map(|i| id(&i)).collect::<Vec<_>>());
+    assert_eq!(all["data"]["total"], 30);
+    assert_eq!(
+        all["data"]["counts"],
+        json!({"up": 30 - down.len() - unchecked.len(), "down": down.len(), "unchecked": unchecked.len()})
+    );
+
+    // Pages of 7 put back together are the whole list, each peer once.
+    let mut paged = Vec::new();
+    for offset in (0..35).step_by(7) {
+        let (_, page) = get(&format!("?limit=7&offset={offset}")).await;
+        assert_eq!(page["data"]["total"], 30);
+        assert!(ids(&page).len() <= 7);
+        paged.extend(ids(&page));
+    }
+    assert_eq!(paged, ids(&all));
+
+    // State filters; the total is what matches.
+    let (_, d) = get("?state=down").await;
+    assert_eq!(ids(&d), down.iter().map(id).collect::<Vec<_>>());
+    assert_eq!(d["data"]["total"], down.len());
+    let (_, d) = get("?state=unchecked").await;
+    assert_eq!(ids(&d), unchecked.iter().map(id).collect::<Vec<_>>());
+    assert!(d["data"]["items"][0]["up"].is_null());
+
+    // Search: any of id, name, host, network name, whatever the case.
+    let (_, d) = get("?q=TOKYO").await;
+    let tokyo: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 0 || *i == 7)
+        .map(|i| id(&i))
+        .collect();
+    assert_eq!(ids(&d), tokyo);
+    assert_eq!(
+        d["data"]["counts"]["down"],
+        down.len(),
+        "tokyo peers are the down ones"
+    );
+    let (_, d) = get("?q=h12.example").await;
+    assert_eq!(ids(&d), ["p12"]);
+    let (_, d) = get("?q=tokyo&state=up").await;
+    assert_eq!(ids(&d), ["p07"]);
+
+    // Sorts: down first, then unchecked, then up, by name in each; RTT; reversed.
+    let (_, d) = get("?sort=state&limit=100").await;
+    let sorted = ids(&d);
+    let first_down: Vec<String> = {
+        let mut names: Vec<(String, String)> = down
+            .iter()
+            .map(|i| (peers[*i].name.clone(), id(i)))
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, i)| i).collect()
+    };
+    assert_eq!(sorted[..down.len()], first_down[..]);
+    assert_eq!(
+        sorted[down.len()..down.len() + unchecked.len()]
+            .iter()
+            .map(|i| i.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        unchecked
+            .iter()
+            .map(id)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.as_str())
+            .collect()
+    );
+    let (_, d) = get("?sort=rtt&state=up&limit=3").await;
+    assert_eq!(ids(&d), ["p28", "p26", "p25"], "lowest RTT first");
+    let (_, d) = get("?sort=-rtt&state=up&limit=2").await;
+    assert_eq!(ids(&d), ["p01", "p02"]);
+    let (_, d) = get("?sort=rtt").await;
+    let with_rtt: Vec<bool> = d["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["rtt_ms"].is_number())
+        .collect();
+    let measured = with_rtt.iter().filter(|m| **m).count();
+    assert!(
+        with_rtt[..measured].iter().all(|m| *m) && measured < 30,
+        "peers without an RTT last: {with_rtt:?}"
+    );
+    let (_, d) = get("?sort=uptime_1h&limit=1").await;
+    assert_eq!(
+        d["data"]["items"][0]["uptime"]["1h"], 0.0,
+        "the lowest uptime first"
+    );
+
+    // Bad parameters are refused with the reason, in the envelope.
+    for (query, needle) in [
+        ("?limit=0", "limit"),
+        ("?limit=1001", "limit"),
+        ("?limit=ten", "limit"),
+        ("?offset=-1", "offset"),
+        ("?state=sideways", "state"),
+        ("?sort=colour", "sort"),
+        ("?sort=uptime_2h", "sort"),
+    ] {
+        let (code, body) = get(query).await;
+        assert_eq!(code, 400, "{query}");
+        assert!(
+            body["message"].as_str().unwrap().contains(needle),
+            "{query}: {body}"
+        );
+    }
+}
+
+/// The status page shows 100 peers a page, down ones first, with state tabs, search and
+/// links to the other pages; a full page stays small.
+#[tokio::test]
+async fn the_status_page_pages_down_peers_first() {
+    use crate::domain::{ListSource, Peer, PeerList, ProbeResult, SweepSummary};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = crate::jobs::test_context(dir.path(), Default::default());
+    let store = ctx.store.clone();
+    // 250 peers, every tenth down, with long names so a page is as big as it gets.
+    let peers: Vec<Peer> = (0..250)
+        .map(|i| Peer {
+            name: format!("node-{i:03}-{}", "x".repeat(60)),
+            host: format!("h{i}.{}.example.net", "y".repeat(40)),
+            ..Peer::for_tests(&format!("p{i:03}"))
+        })
+        .collect();
+    store
+        .replace_peer_list(&PeerList {
+            fetched_at: Utc::now(),
+            source: ListSource::File,
+            peers: peers.clone(),
+        })
+        .unwrap();
+    let now = Utc::now();
+    let results: Vec<(String, ProbeResult)> = (0..250)
+        .map(|i| {
+            let up = i % 10 != 3;
+            let r = ProbeResult {
+                up,
+                rtt_us: up.then_some(12_345),
+                error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
+                error: None,
+                checked_at: now,
+            };
+            (format!("p{i:03}"), r)
+        })
+        .collect();
+    let summary = SweepSummary::from_results(now, results.iter().map(|(_, r)| r));
+    store.record_sweep(&results, &summary).unwrap();
+
+    let state = ApiState {
+        runner: Runner::new(ctx),
+        scheduler: None,
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, state, std::future::pending()));
+    let page = |query: &str| {
+        let url = format!("http://{addr}/{query}");
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<tr id=\"peer-")
+            .skip(1)
+            .map(|r| r[..r.find('"').unwrap()].to_string())
+            .collect()
+    };
+
+    let first = page("").await;
+    let shown = rows(&first);
+    assert_eq!(shown.len(), 100);
+    let down: Vec<String> = (0..250)
+        .filter(|i| i % 10 == 3)
+        .map(|i| format!("p{i:03}"))
+        .collect();
+    assert_eq!(
+        shown[..25],
+        down[..],
+        "the 25 down peers come first, by name"
+    );
+    assert!(first.contains("1–100 of 250 · page 1 of 3"), "{first}");
+    assert!(first.contains("rel=\"next\" href=\"/?page=2\""));
+    assert!(
+        first.contains("Down (25)") && first.contains("Up (225)") && first.contains("All (250)")
+    );
+    assert!(first.contains("225 of 250 nodes up"));
+    assert!(
+        first.len() < 300_000,
+        "a full page is {} bytes",
+        first.len()
+    );
+    assert_eq!(first.matches("<div class=\"bar\">").count(), 100);
+
+    let last = page("?page=3").await;
+    assert_eq!(rows(&last).len(), 50);
+    assert!(last.contains("201–250 of 250") && last.contains("rel=\"prev\" href=\"/?page=2\""));
+    assert!(!last.contains("rel=\"next\""));
+    // Every peer is on exactly one page.
+    let mut all = shown;
+    all.extend(rows(&page("?page=2").await));
+    all.extend(rows(&last));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 250);
+
+    let d = page("?state=down").await;
+    assert_eq!(rows(&d), down);
+    assert!(d.contains("aria-current=\"page\">Down (25)"));
+    let found = page("?q=NODE-042").await;
+    assert_eq!(rows(&found), ["p042"]);
+    assert!(found.contains("value=\"NODE-042\""));
+    let none = page("?q=%3Cscript%3E").await;
+    assert!(none.contains("No node matches") && !none.contains("<script>"));
+    // Unknown values show everything rather than an error page.
+    assert_eq!(rows(&page("?state=sideways&page=x").await).len(), 100);
+}

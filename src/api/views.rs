@@ -89,8 +89,19 @@ pub struct JobHealth {
 /// `/api/nodes`.
 #[derive(Debug, Serialize)]
 pub struct NodesView {
+    /// Peers that match the query (`state`, `q`), before paging.
     pub total: usize,
+    /// Peers up, down and not yet checked among those that match `q` (whatever `state`).
+    pub counts: NodeCounts,
     pub items: Vec<NodeView>,
+}
+
+/// How many peers are in each state.
+#[derive(Debug, Serialize)]
+pub struct NodeCounts {
+    pub up: usize,
+    pub down: usize,
+    pub unchecked: usize,
 }
 
 /// One listed peer with its latest result and uptimes.
@@ -173,7 +184,12 @@ pub struct SeriesPoint {
 
 /// Uptime percentage of a bucket, `None` when it has no checks.
 pub fn uptime_pct(b: &Bucket) -> Option<f64> {
-    (b.checks > 0).then(|| round2(b.up as f64 * 100.0 / b.checks as f64))
+    percent(b.checks, b.up)
+}
+
+/// `up` of `checks` in per cent, to two places; `None` without checks.
+pub fn percent(checks: u64, up: u64) -> Option<f64> {
+    (checks > 0).then(|| round2(up as f64 * 100.0 / checks as f64))
 }
 
 fn round2(x: f64) -> f64 {

@@ -217,7 +217,7 @@ fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
     if let Some(raw) = given(options.probe_timeout.as_deref()) {
         probe.timeout = crate::domain::duration::parse_duration(raw)
             .ok()
-            .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(60)).contains(d))
+            .filter(|d| crate::domain::TIMEOUT_RANGE.contains(d))
             .ok_or_else(|| {
                 ConfigError(format!(
                     "PROBE_TIMEOUT (--probe-timeout) must be a duration from 100ms to 60s, e.g. 3s, got {raw:?}"

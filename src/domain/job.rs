@@ -241,6 +241,82 @@ impl Freshness {
     }
 }
 
+/// Sweeps in a row that overran their interval, or were skipped for it, before `/health`
+/// says so.
+pub const OVERRUN_SWEEPS: usize = 3;
+
+/// Why sweeps do not keep to their interval `period`, from the newest runs of probe-sweep
+/// (newest first; runs still going are passed over): the newest [`OVERRUN_SWEEPS`] each took
+/// longer than the period or were skipped because the one before was still going. `None` when
+/// they keep to it, or there are not yet that many runs.
+pub fn overrun(runs: &[JobRun], period: Duration) -> Option<String> {
+    let recent: Vec<&JobRun> = runs
+        .iter()
+        .filter(|r| r.outcome != Outcome::Running)
+        .take(OVERRUN_SWEEPS)
+        .collect();
+    let late = |r: &&JobRun| {
+        r.outcome == Outcome::Skipped || Duration::from_millis(r.duration_ms) > period
+    };
+    if recent.len() < OVERRUN_SWEEPS || !recent.iter().all(late) {
+        return None;
+    }
+    let skipped = recent
+        .iter()
+        .filter(|r| r.outcome == Outcome::Skipped)
+        .count();
+    let slowest = recent.iter().map(|r| r.duration_ms).max().unwrap_or(0);
+    Some(format!(
+        "the last {OVERRUN_SWEEPS} probe sweeps did not keep to their {}s interval ({skipped} \
+         skipped because the one before was still going, the slowest took {:.1}s): peers are \
+         checked less often than configured (see PROBE_TIMEOUT and PROBE_CONCURRENCY)",
+        period.as_secs_f64(),
+        slowest as f64 / 1000.0
+    ))
+}
+
+/// Upper bounds (seconds) of the buckets of [`Durations`]; the last bucket is `+Inf`.
+pub const DURATION_BOUNDS_S: [f64; 10] = [0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+/// How long a job's finished runs took, over the store's whole life (every process that ran
+/// the job on it): the figures of a Prometheus histogram.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Durations {
+    /// Runs per bucket of [`DURATION_BOUNDS_S`] (not cumulative), then those over the last.
+    pub buckets: Vec<u64>,
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl Durations {
+    pub fn observe(&mut self, ms: u64) {
+        self.buckets.resize(DURATION_BOUNDS_S.len() + 1, 0);
+        let s = ms as f64 / 1000.0;
+        let i = DURATION_BOUNDS_S
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(DURATION_BOUNDS_S.len());
+        self.buckets[i] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.count += 1;
+    }
+
+    /// `(le, runs at most that long)` for every bound, then `(+Inf, all runs)`.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        DURATION_BOUNDS_S
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .enumerate()
+            .map(|(i, le)| {
+                total += self.buckets.get(i).copied().unwrap_or(0);
+                (le, total)
+            })
+            .collect()
+    }
+}
+
 /// How a job run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -326,6 +402,65 @@ impl JobRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeps_that_overrun_or_skip_three_times_in_a_row_are_named() {
+        let period = Duration::from_secs(5);
+        let run = |outcome, ms| JobRun {
+            duration_ms: ms,
+            ..JobRun::new(JobName::ProbeSweep, Trigger::Schedule, Utc::now(), outcome)
+        };
+        let (ok, slow, skip, going) = (
+            run(Outcome::Ok, 900),
+            run(Outcome::Ok, 12_300),
+            run(Outcome::Skipped, 0),
+            run(Outcome::Running, 0),
+        );
+        let why = overrun(
+            &[
+                going.clone(),
+                skip.clone(),
+                slow.clone(),
+                skip.clone(),
+                ok.clone(),
+            ],
+            period,
+        )
+        .expect("three late sweeps in a row");
+        assert!(why.contains("2 skipped") && why.contains("12.3s"), "{why}");
+        assert!(why.contains("5s interval"), "{why}");
+        // A failed sweep that took too long counts; a sweep on time breaks the run.
+        let failed = run(Outcome::Failed, 6_000);
+        assert!(overrun(&[failed, slow.clone(), slow.clone()], period).is_some());
+        assert_eq!(overrun(&[slow.clone(), ok, slow.clone()], period), None);
+        assert_eq!(
+            overrun(&[slow.clone(), slow], period),
+            None,
+            "only two runs yet"
+        );
+        // Exactly the interval keeps to it.
+        let on_time = run(Outcome::Ok, 5_000);
+        assert_eq!(
+            overrun(&[on_time.clone(), on_time.clone(), on_time], period),
+            None
+        );
+    }
+
+    #[test]
+    fn durations_fill_their_buckets_cumulatively() {
+        let mut d = Durations::default();
+        for ms in [100, 250, 251, 4_000, 400_000] {
+            d.observe(ms);
+        }
+        let c = d.cumulative();
+        assert_eq!(c.len(), DURATION_BOUNDS_S.len() + 1);
+        assert_eq!(c[0], (0.25, 2), "250 ms is in le=0.25");
+        assert_eq!(c[1], (0.5, 3));
+        assert_eq!(c[4], (5.0, 4));
+        assert_eq!(c[9], (300.0, 4));
+        assert_eq!(c[10], (f64::INFINITY, 5));
+        assert_eq!((d.count, d.sum_ms), (5, 404_601));
+    }
 
     #[test]
     fn embedded_specs_parse_and_match_their_names() {

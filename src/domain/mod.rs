@@ -25,8 +25,11 @@ pub mod verdict;
 pub use alert::{AlertBook, AlertName, Change, Silence, Status, Thresholds};
 pub use clock::{Clock, ManualClock, SharedClock};
 pub use history::{Bucket, Level, Retention, Window, WINDOWS};
-pub use job::{Freshness, JobName, JobRun, JobSpec, Outcome, Schedule, Trigger};
+pub use job::{
+    overrun, Durations, Freshness, JobName, JobRun, JobSpec, Outcome, Schedule, Trigger,
+    DURATION_BOUNDS_S, OVERRUN_SWEEPS,
+};
 pub use notice::{Message, Notice, ProbeIdentity};
-pub use peer::{ListSource, ParsedList, Peer, PeerEntryError, PeerList};
+pub use peer::{ListSource, ParsedList, Peer, PeerEntryError, PeerList, TIMEOUT_RANGE};
 pub use secret::Secret;
 pub use verdict::{ErrorKind, ProbeResult, SweepSummary};

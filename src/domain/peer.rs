@@ -27,7 +27,14 @@ pub struct Peer {
     /// The peer's own secret; when absent the configured `NETWORK_SECRET` is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_secret: Option<Secret>,
+    /// The peer's own probe timeout (the entry's `timeout`); when absent `PROBE_TIMEOUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
+
+/// The probe timeouts allowed, `PROBE_TIMEOUT`'s and a peer entry's own.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(60);
 
 /// Longest accepted fields of a peer entry (a longer `name` is cut to [`MAX_NAME_CHARS`]).
 pub const MAX_PROTOCOL_BYTES: usize = 32;
@@ -57,7 +64,14 @@ impl Peer {
             protocol: "tcp".into(),
             network_name: "n".into(),
             network_secret: None,
+            timeout_ms: None,
         }
+    }
+
+    /// The timeout to probe this peer with: its own, else `default`.
+    pub fn timeout(&self, default: std::time::Duration) -> std::time::Duration {
+        self.timeout_ms
+            .map_or(default, std::time::Duration::from_millis)
     }
 
     /// Builds a peer from one entry of a backend answer or a peers file.
@@ -122,6 +136,7 @@ impl Peer {
                 format!("network_secret is longer than {MAX_SECRET_BYTES} bytes"),
             ));
         }
+        let timeout_ms = timeout(obj.get("timeout")).map_err(|reason| fail(&id, reason))?;
         Ok(Peer {
             id,
             name: truncate(&name, MAX_NAME_CHARS),
@@ -130,6 +145,7 @@ impl Peer {
             protocol,
             network_name,
             network_secret,
+            timeout_ms,
         })
     }
 
@@ -167,6 +183,34 @@ fn port(raw: Option<&Value>) -> Result<u16, String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("port {port} is outside 1..=65535"))
+}
+
+/// A peer entry's own probe timeout: seconds as a number, or a duration ("5s", "1500ms"), in
+/// [`TIMEOUT_RANGE`]; absent or null for the configured one.
+fn timeout(raw: Option<&Value>) -> Result<Option<u64>, String> {
+    let timeout = match raw {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e6)
+            .map(std::time::Duration::from_secs_f64),
+        Some(Value::String(s)) => super::duration::parse_duration(s).ok(),
+        Some(_) => None,
+    };
+    let range = format!(
+        "from {}ms to {}s",
+        TIMEOUT_RANGE.start().as_millis(),
+        TIMEOUT_RANGE.end().as_secs()
+    );
+    let timeout =
+        timeout.ok_or_else(|| format!("timeout must be seconds or a duration {range}, e.g. 5s"))?;
+    if !TIMEOUT_RANGE.contains(&timeout) {
+        return Err(format!(
+            "timeout {}ms is outside {range}",
+            timeout.as_millis()
+        ));
+    }
+    Ok(Some(timeout.as_millis() as u64))
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -298,6 +342,40 @@ mod tests {
         .unwrap();
         assert!(!p.is_supported());
         assert_eq!(p.name, "http://h:1");
+    }
+
+    #[test]
+    fn an_entry_may_set_its_own_timeout() {
+        let base = json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
+        let default = std::time::Duration::from_secs(3);
+        assert_eq!(
+            Peer::from_entry(0, &base).unwrap().timeout(default),
+            default
+        );
+        for (value, ms) in [
+            (json!(5), 5000),
+            (json!(0.25), 250),
+            (json!("1500ms"), 1500),
+            (json!("60s"), 60_000),
+            (json!(null), 3000),
+        ] {
+            let mut e = base.clone();
+            e["timeout"] = value.clone();
+            let p = Peer::from_entry(0, &e).unwrap();
+            assert_eq!(p.timeout(default).as_millis(), ms, "{value}");
+        }
+        for (value, needle) in [
+            (json!(0.05), "50ms is outside from 100ms to 60s"),
+            (json!("2m"), "outside"),
+            (json!(-1), "timeout must be"),
+            (json!("soon"), "timeout must be"),
+            (json!([3]), "timeout must be"),
+        ] {
+            let mut e = base.clone();
+            e["timeout"] = value.clone();
+            let err = Peer::from_entry(2, &e).unwrap_err();
+            assert!(err.reason.contains(needle), "{value}: {err}");
+        }
     }
 
     #[test]

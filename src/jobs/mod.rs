@@ -68,8 +68,18 @@ impl JobContext {
     /// caller), on this context's clock and the sweep schedule in force.
     pub fn judge(&self, last_sweep_at: Option<DateTime<Utc>>, has_list: bool) -> Freshness {
         let now = self.clock.now();
-        let period = effective_schedule(JobName::ProbeSweep, &self.settings).period(now);
-        Freshness::judge(last_sweep_at, has_list, self.started_at, now, period)
+        Freshness::judge(
+            last_sweep_at,
+            has_list,
+            self.started_at,
+            now,
+            self.sweep_period(),
+        )
+    }
+
+    /// The time between sweeps of the sweep schedule in force, now.
+    pub fn sweep_period(&self) -> std::time::Duration {
+        effective_schedule(JobName::ProbeSweep, &self.settings).period(self.clock.now())
     }
 }
 

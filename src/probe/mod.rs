@@ -5,12 +5,14 @@
 //! A peer is up only when it answered our handshake *and* a ping: a node that does not accept
 //! our network secret still sends its handshake answer before it closes the connection.
 
+mod dns;
 pub mod limits;
 mod quic;
 
+use dns::resolve;
 pub use quic::{remember_flavours as remember_quic_flavours, remembered_flavours as quic_flavours};
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,8 @@ pub struct Target {
     pub port: u16,
     pub network_name: String,
     pub network_secret: String,
+    /// The peer's own timeout; `None`: the sweep's.
+    pub timeout: Option<Duration>,
 }
 
 impl Target {
@@ -54,6 +58,7 @@ impl Target {
                 .as_ref()
                 .map(|s| s.expose().to_string())
                 .unwrap_or_else(|| default_secret.to_string()),
+            timeout: peer.timeout_ms.map(Duration::from_millis),
         }
     }
 }
@@ -115,7 +120,8 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
     }
 }
 
-/// Probes every target with at most `concurrency` at once; results in input order.
+/// Probes every target with at most `concurrency` at once, each within its own timeout or
+/// `timeout`; results in input order.
 /// Each probe runs in its own task, so a panic in one becomes that peer's failure. Peers still
 /// unanswered at `deadline` (queued or in flight) are `timeout`: every target gets a verdict.
 pub async fn probe_all(
@@ -138,6 +144,7 @@ pub async fn probe_all(
     let in_flight = std::sync::Mutex::new(std::collections::HashMap::new());
     let mut running = futures::stream::iter(targets.into_iter().enumerate())
         .map(|(index, target)| {
+            let timeout = target.timeout.unwrap_or(timeout);
             let handle = tokio::spawn(async move { probe(&target, timeout).await });
             if let Ok(mut f) = in_flight.lock() {
                 f.insert(index, handle.abort_handle());
@@ -461,55 +468,6 @@ async fn next_or_resend(
     }
 }
 
-/// Resolves the host, refusing names that cannot be valid before any query is sent.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    validate_host_name(host)?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| fail(ErrorKind::Dns, format!("cannot resolve {host:?}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| fail(ErrorKind::Dns, format!("{host:?} has no address")))
-}
-
-fn validate_host_name(host: &str) -> Result<(), Failure> {
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if name.is_empty() || name.len() > 253 {
-        return Err(fail(
-            ErrorKind::Dns,
-            format!(
-                "host name of {} characters is not valid (1..=253)",
-                name.len()
-            ),
-        ));
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(fail(
-                ErrorKind::Dns,
-                "host name has an empty label or one over 63 characters",
-            ));
-        }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(fail(
-                ErrorKind::Dns,
-                format!("host name {host:?} has characters a DNS name cannot have"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Opens the tunnel over the target's protocol.
 async fn connect(
     target: &Target,
@@ -608,6 +566,7 @@ mod tests {
             port,
             network_name: "n".into(),
             network_secret: String::new(),
+            timeout: None,
         }
     }
 
@@ -655,6 +614,22 @@ mod tests {
             started.elapsed()
         );
         drop(listeners);
+    }
+
+    #[tokio::test]
+    async fn a_target_with_its_own_timeout_is_held_to_it() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut own = target("tcp", "127.0.0.1", port);
+        own.timeout = Some(Duration::from_millis(200));
+        let sweeps = target("tcp", "127.0.0.1", port);
+        let results = probe_all(vec![own, sweeps], Duration::from_millis(700), 2, None).await;
+        for (r, after) in results.iter().zip(["200ms", "700ms"]) {
+            assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
+            let error = r.error.as_deref().unwrap_or_default();
+            assert!(error.contains(&format!("after {after}")), "{error}");
+        }
+        drop(l);
     }
 
     #[tokio::test]

@@ -17,6 +17,11 @@ pub(super) const KEY_JUMP_PENDING: &[u8] = b"jump_pending";
 pub(super) const KEY_NEXT_SLOT: &[u8] = b"next_slot";
 pub(super) const KEY_LATEST_ROW: &[u8] = b"latest_row";
 
+/// The meta key of a job's run durations.
+pub(super) fn durations_key(job: &str) -> Vec<u8> {
+    [b"durations/", job.as_bytes()].concat()
+}
+
 pub(super) fn frontier_key(level: Level) -> Vec<u8> {
     format!("rolled_up_to/{}", level.as_str()).into_bytes()
 }

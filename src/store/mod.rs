@@ -12,6 +12,7 @@
 
 mod alerts;
 mod codec;
+mod figures;
 mod keys;
 mod lock;
 mod migrate;
@@ -30,6 +31,7 @@ pub use alerts::{
     Attempt, ChangeRecord, DestinationStats, Evaluation, OutboxEntry, CHANGES_KEEP, OUTBOX_MAX,
 };
 pub use codec::Check;
+pub use figures::Uptimes;
 pub use rollup::Maintenance;
 pub use runs::STORED_RESULTS;
 
@@ -105,6 +107,8 @@ struct Inner {
     runs: sled::Tree,
     /// Alert book, changes, outbox, silences, destination figures (`alerts.rs`).
     alerts: sled::Tree,
+    /// Per-slot counts of rolled-up rows, kept for [`Store::uptimes`] (`figures.rs`).
+    sums: figures::RowSums,
     /// A flush ran out of time: sled will never finish it, so no later flush is waited for.
     stalled: std::sync::atomic::AtomicBool,
     /// The last flush failed (a write error): the store cannot be written now.
@@ -167,6 +171,7 @@ impl Store {
                 alerts: db.open_tree("alerts").map_err(db_err)?,
                 db,
                 path: dir.to_path_buf(),
+                sums: Default::default(),
                 stalled: Default::default(),
                 flush_failed: Default::default(),
                 _lock: lock,

@@ -247,7 +247,10 @@ impl Store {
 
     /// Deletes the `level` rows older than `cutoff`; returns how many rows went.
     fn prune_level(&self, level: Level, cutoff: i64) -> Result<usize, StoreError> {
-        self.remove_rows(level, ..row_key(cutoff, 0), None)
+        let removed = self.remove_rows(level, ..row_key(cutoff, 0), None)?;
+        // After the rows went: a read in between loads them no more.
+        self.inner.sums.forget_before(level, cutoff);
+        Ok(removed)
     }
 
     /// Deletes the `level` rows whose keys are in `range`, but the row at `except`; returns how

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::codec::corrupt;
-use super::keys::{run_key, run_prefix};
+use super::codec::{corrupt, get_json, GetError};
+use super::keys::{durations_key, run_key, run_prefix};
 use super::{Store, StoreError};
-use crate::domain::{JobRun, Outcome, Retention};
+use crate::domain::{Durations, JobRun, Outcome, Retention};
 
 /// A stored run keeps at most this many per-peer results (the down ones); the full list is in
 /// the history and in what the run returned.
@@ -30,7 +30,29 @@ impl Store {
             .runs
             .insert(run_key(&run.job, run.id), bytes)
             .map_err(|e| self.err(e))?;
+        if matches!(run.outcome, Outcome::Ok | Outcome::Failed) {
+            let mut durations = self.durations(&run.job)?;
+            durations.observe(run.duration_ms);
+            let bytes = serde_json::to_vec(&durations).map_err(|e| corrupt("run durations", e))?;
+            self.inner
+                .meta
+                .insert(durations_key(&run.job), bytes)
+                .map_err(|e| self.err(e))?;
+        }
         Ok(())
+    }
+
+    /// How long the finished runs of `job` took, over the store's life (written by
+    /// [`Store::put_run`]). Damaged figures start again from nothing, with a warning.
+    pub fn durations(&self, job: &str) -> Result<Durations, StoreError> {
+        match get_json(&self.inner.meta, &durations_key(job), "run durations") {
+            Ok(d) => Ok(d.unwrap_or_default()),
+            Err(GetError::Corrupt(e)) => {
+                tracing::warn!("{e}; counting {job} run durations again from now");
+                Ok(Durations::default())
+            }
+            Err(e) => Err(self.map(e)),
+        }
     }
 
     pub fn next_run_id(&self) -> Result<u64, StoreError> {

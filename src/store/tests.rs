@@ -557,6 +557,9 @@ fn runs_newest_first_and_interrupted_after_reopen() {
         runs[2].id
     );
     assert!(s.runs("probe-sweep", 10).unwrap().is_empty());
+    // The finished runs' durations outlive the process; the interrupted one has none.
+    assert_eq!(s.durations("peer-fetch").unwrap().count, 2);
+    assert_eq!(s.durations("probe-sweep").unwrap(), Durations::default());
 }
 
 #[test]
@@ -642,4 +645,77 @@ mod damage_tests {
             }
         }
     }
+}
+
+/// The fleet uptimes `/api/nodes` reads from kept row counts are exactly those of the
+/// window reads, as sweeps land, rows roll up and prune (an hour retention shorter than the
+/// 7d window, so pruned rows must leave the kept counts), and peers join.
+#[test]
+fn fleet_uptimes_from_kept_counts_match_the_window_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), "t").unwrap();
+    s.replace_peer_list(&list(&["a", "b"])).unwrap();
+    let keep = Retention {
+        hour: Duration::hours(30),
+        ..Retention::default()
+    };
+    let windows: Vec<Window> = ["1h", "24h", "7d"]
+        .iter()
+        .map(|n| Window::named(n).unwrap())
+        .collect();
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 7).unwrap();
+    let mut checked = 0;
+    // Every 2 minutes for 3 days, then every 10 s for 2 hours; "c" joins on day 2.
+    let times = (0..3 * 720)
+        .map(|i| t0 + Duration::minutes(2 * i))
+        .chain((0..720).map(|i| t0 + Duration::days(3) + Duration::seconds(10 * i)));
+    for (n, at) in times.enumerate() {
+        if at == t0 + Duration::days(2) {
+            s.replace_peer_list(&list(&["a", "b", "c"])).unwrap();
+        }
+        let ids: Vec<String> = s
+            .peer_list()
+            .unwrap()
+            .unwrap()
+            .peers
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let results: Vec<(String, ProbeResult)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), result((n + i) % (3 + i) != 0, at)))
+            .collect();
+        let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+        s.record_sweep(&results, &summary).unwrap();
+        s.maintain(at, &keep, UNBOUNDED).unwrap();
+        if n % 97 != 0 && n != 3 * 720 + 719 {
+            continue;
+        }
+        let now = at + Duration::seconds(3);
+        let fast = s.uptimes(&windows, now).unwrap();
+        for (w, fast) in windows.iter().zip(&fast) {
+            let slow = s.window(w, now, None, false).unwrap();
+            for slot in 0..4 {
+                let want = slow.get(&slot).map(|points| {
+                    let b = points.values().fold(Bucket::default(), |mut all, b| {
+                        all.merge(b);
+                        all
+                    });
+                    (b.checks, b.up)
+                });
+                assert_eq!(
+                    fast.of(slot),
+                    want.filter(|(c, _)| *c > 0),
+                    "{} at {now}, slot {slot}",
+                    w.name
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked}");
+    // Only the rows the windows read are kept: 7d of 30 h of hours, 1 h of minutes at most.
+    assert!(s.kept_row_counts() <= 31 + 61, "{}", s.kept_row_counts());
+    assert!(s.kept_row_counts() > 24, "{}", s.kept_row_counts());
 }

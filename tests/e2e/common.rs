@@ -13,6 +13,7 @@ pub fn target(protocol: &str, port: u16, network: &str, secret: &str) -> Target 
         port,
         network_name: network.into(),
         network_secret: secret.into(),
+        timeout: None,
     }
 }
 
