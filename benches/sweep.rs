@@ -195,6 +195,223 @@ fn old_approach(n: usize, quic_port: u16) -> (Option<Duration>, f64, i64) {
     )
 }
 
+/// Peers that never answer: `udp` bound sockets nobody reads (a blackholed host) and `tcp`
+/// listeners whose connections the kernel accepts and nobody speaks on. Kept open while the
+/// returned handles live.
+struct Unresponsive {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+}
+
+impl Unresponsive {
+    fn new(udp: usize, tcp: usize) -> Self {
+        Unresponsive {
+            udp: (0..udp)
+                .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect(),
+            tcp: (0..tcp)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect(),
+        }
+    }
+
+    /// Peer entries for them, ids from `first`.
+    fn entries(&self, first: usize) -> Vec<Value> {
+        let udp = self
+            .udp
+            .iter()
+            .map(|s| ("udp", s.local_addr().unwrap().port()));
+        let tcp = self
+            .tcp
+            .iter()
+            .map(|l| ("tcp", l.local_addr().unwrap().port()));
+        udp.chain(tcp)
+            .enumerate()
+            .map(|(i, (protocol, port))| {
+                json!({"id": first + i, "name": format!("dead{i}"), "host": "127.0.0.1",
+                       "port": port, "protocol": protocol, "network_name": "bench-home"})
+            })
+            .collect()
+    }
+}
+
+/// One scenario with unresponsive peers: `live` peers on the nodes and `dead` that never
+/// answer (half udp, half tcp), interleaved, swept by `run-job probe-sweep` at the derived
+/// concurrency. Returns the table line and (wall ms, peak RSS MB, verdicts, live up).
+fn dead_scenario(
+    bin: &str,
+    scratch: &Path,
+    nodes: &[LocalNode],
+    live: usize,
+    dead: usize,
+) -> (String, (u64, f64, u64, u64)) {
+    let silent = Unresponsive::new(dead / 2, dead - dead / 2);
+    let mut entries: Vec<Value> = (0..live)
+        .map(|i| {
+            let node = &nodes[i % NODES];
+            let protocol = PROTOCOLS[(i / NODES) % PROTOCOLS.len()];
+            json!({"id": i, "name": format!("p{i}"), "host": "127.0.0.1", "port": node.port(protocol),
+                   "protocol": protocol, "network_name": "bench-home"})
+        })
+        .collect();
+    // Spread the dead ones through the list, as in a real one.
+    let dead_entries = silent.entries(live);
+    let every = (entries.len() / dead_entries.len().max(1)).max(1);
+    for (k, e) in dead_entries.into_iter().enumerate() {
+        let at = ((k + 1) * (every + 1) - 1).min(entries.len());
+        entries.insert(at, e);
+    }
+    let n = entries.len();
+    let file = scratch.join(format!("peers-dead-{live}-{dead}.json"));
+    std::fs::write(&file, Value::Array(entries).to_string()).unwrap();
+    let data = scratch.join(format!("data-dead-{live}-{dead}"));
+    let cmd = |job: &str| {
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .current_dir(scratch)
+            .env("PEERS_FILE", &file)
+            .env("DATA_DIR", &data)
+            .env("NETWORK_SECRET", "bench-secret")
+            .args(["run-job", job, "--json"]);
+        c
+    };
+    assert_eq!(measure(cmd("peer-fetch")).code, 0);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let m = measure(cmd("probe-sweep"));
+        let j: Value = serde_json::from_str(m.stdout.trim()).unwrap_or(Value::Null);
+        runs.push((m.wall.as_millis() as u64, m, j));
+    }
+    let peak = runs.iter().map(|(_, m, _)| m.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+    runs.sort_by_key(|(ms, _, _)| *ms);
+    let (wall, m, j) = runs.swap_remove(1);
+    let verdicts = j["summary"]["peers"].as_u64().unwrap_or(0);
+    let reachable = j["summary"]["reachable"].as_u64().unwrap_or(0);
+    drop(silent);
+    let line = format!(
+        "| {n} | {dead} ({:.0} %) | {wall} ms | {} ms | {peak:.1} MB | {} | {verdicts}/{n} | {reachable}/{live} |",
+        dead as f64 * 100.0 / n as f64,
+        m.cpu.as_millis(),
+        m.max_threads,
+    );
+    (line, (wall, peak, verdicts, reachable))
+}
+
+/// `/api/nodes` and the status page of `serve --no-schedule` over a store of `n` peers with 8
+/// days of history (sweeps every 5 minutes, then every 5 s for the last 2 hours, so every level
+/// is as full as at one sweep every 5 s). Returns the table line and the median page time.
+fn api_at_scale(
+    rt: &tokio::runtime::Runtime,
+    bin: &str,
+    scratch: &Path,
+    n: usize,
+) -> (String, f64) {
+    use chrono::Utc;
+    use easytier_probe::domain::{
+        ListSource, Peer, PeerList, ProbeResult, Retention, SweepSummary,
+    };
+
+    let data = scratch.join(format!("data-api-{n}"));
+    let built = Instant::now();
+    {
+        let store = easytier_probe::store::Store::open(&data, "bench").unwrap();
+        let peers: Vec<Peer> = (0..n)
+            .map(|i| Peer {
+                id: format!("{i}"),
+                name: format!("node-{i}.example.org"),
+                host: format!("node-{i}.example.org"),
+                port: 11010,
+                protocol: PROTOCOLS[i % PROTOCOLS.len()].into(),
+                network_name: "public".into(),
+                network_secret: None,
+                timeout_ms: None,
+            })
+            .collect();
+        store
+            .replace_peer_list(&PeerList {
+                fetched_at: Utc::now(),
+                source: ListSource::File,
+                peers,
+            })
+            .unwrap();
+        let keep = Retention::default();
+        let end = Utc::now();
+        let start = end - chrono::Duration::days(8);
+        let sparse = (0..8 * 288 - 24).map(|k| start + chrono::Duration::minutes(5 * k));
+        let dense =
+            (0..1440).map(|k| end - chrono::Duration::hours(2) + chrono::Duration::seconds(5 * k));
+        for (k, at) in sparse.chain(dense).enumerate() {
+            let results: Vec<(String, ProbeResult)> = (0..n)
+                .map(|i| {
+                    let up = i % 33 != 0 && (i + k) % 97 != 0;
+                    let r = ProbeResult {
+                        up,
+                        rtt_us: up.then_some(5_000 + (i as u64 * 7919) % 295_000),
+                        error_kind: (!up).then_some(easytier_probe::domain::ErrorKind::Timeout),
+                        error: None,
+                        checked_at: at,
+                    };
+                    (i.to_string(), r)
+                })
+                .collect();
+            let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+            store.record_sweep(&results, &summary).unwrap();
+            store
+                .maintain(at, &keep, chrono::Duration::days(30))
+                .unwrap();
+        }
+    }
+    let built = built.elapsed();
+    let port = easytier_probe::testkit::free_port();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .current_dir(scratch)
+        .env("PEERS_FILE", scratch.join("unused.json"))
+        .env("DATA_DIR", &data)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .args(["serve", "--no-schedule"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| -> (f64, usize) {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        rt.block_on(async {
+            let t = Instant::now();
+            let body = match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.map(|b| b.len()).unwrap_or(0),
+                _ => 0,
+            };
+            (t.elapsed().as_secs_f64() * 1000.0, body)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/health").1 == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (first, _) = get("/api/nodes?limit=100&sort=state");
+    let median = |path: &str| -> (f64, usize) {
+        let mut all: Vec<(f64, usize)> = (0..21).map(|_| get(path)).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        all[all.len() / 2]
+    };
+    let (page, _) = median("/api/nodes?limit=100&sort=state");
+    let (full, full_bytes) = median("/api/nodes");
+    let (status, status_bytes) = median("/");
+    let rss = status_field(&format!("/proc/{}/status", child.id()), "VmRSS:").unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = format!(
+        "| {n} | {first:.0} ms | {page:.1} ms | {full:.0} ms ({:.1} MB) | {status:.1} ms ({:.0} KB) | {:.1} MB | {:.0} s |",
+        full_bytes as f64 / 1e6,
+        status_bytes as f64 / 1e3,
+        rss as f64 / 1024.0,
+        built.as_secs_f64()
+    );
+    (line, page.max(status))
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -507,7 +724,84 @@ fn main() {
         let _ = writeln!(out, "{line}");
     }
 
-    let _ = writeln!(out, "\nBudgets (issue #7), from the figures above:\n");
+    // Unresponsive peers (issue #16), at the concurrency the open-files limit gives.
+    let _ = writeln!(
+        out,
+        "\nSweeps with unresponsive peers (half on udp sockets nobody reads, half on tcp listeners \
+         that never speak; spread through the list), `run-job probe-sweep` at the concurrency derived \
+         from the open-files limit, median of 3. The limit for any list: one 3 s timeout plus the work.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| peers | unresponsive | run-job wall | run-job CPU | peak RSS | peak threads | verdicts | live peers up |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (live, dead) in [(8000, 2000), (0, 1000)] {
+        if !sizes.contains(&10_000) && live > 0 {
+            continue;
+        }
+        let (line, (wall, peak, verdicts, reachable)) =
+            dead_scenario(bin, scratch.path(), &nodes, live, dead);
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+        let n = (live + dead) as u64;
+        if live > 0 {
+            budgets.push((
+                "10 000 peers, 20 % unresponsive: sweep ≤ 5 s".into(),
+                format!("{wall} ms"),
+                wall <= 5000,
+            ));
+            budgets.push((
+                "10 000 peers, 20 % unresponsive: ≤ 128 MB peak RSS".into(),
+                format!("{peak:.1} MB"),
+                peak <= 128.0,
+            ));
+            budgets.push((
+                "10 000 peers, 20 % unresponsive: every peer a verdict, every live peer up".into(),
+                format!("{verdicts}/{n} verdicts, {reachable}/{live} up"),
+                verdicts == n && reachable == live as u64,
+            ));
+        } else {
+            budgets.push((
+                "1 000 peers, all unresponsive: sweep ≤ 4 s".into(),
+                format!("{wall} ms"),
+                wall <= 4000 && verdicts == n,
+            ));
+        }
+    }
+
+    // The API over an 8-day store.
+    let _ = writeln!(
+        out,
+        "\nThe API of `serve --no-schedule` over a store with 8 days of history (sweeps every 5 min, \
+         then every 5 s for the last 2 hours, so every level is full). First: the first page after \
+         start (the row counts are loaded); then medians of 21 requests.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| peers | first `/api/nodes?limit=100` | `/api/nodes?limit=100&sort=state` | `/api/nodes` (all) | status page `/` | serve RSS after | store built in |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for n in [1000, 10_000] {
+        if !sizes.contains(&n) {
+            continue;
+        }
+        let (line, worst) = api_at_scale(&rt, bin, scratch.path(), n);
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+        if n == 10_000 {
+            budgets.push((
+                "`/api/nodes` (page of 100) and the status page at 10 000 peers ≤ 50 ms".into(),
+                format!("{worst:.1} ms"),
+                worst <= 50.0,
+            ));
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nBudgets (issues #7 and #16), from the figures above:\n"
+    );
     let _ = writeln!(out, "| budget | measured | met |");
     let _ = writeln!(out, "|---|---:|:---:|");
     for (budget, measured, met) in &budgets {

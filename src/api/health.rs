@@ -24,6 +24,7 @@ pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiErr
     let overrun = overrun(
         &store.runs(JobName::ProbeSweep.as_str(), 2 * OVERRUN_SWEEPS)?,
         ctx.sweep_period(),
+        ctx.clock.now(),
     );
     let (code, status, reason) = if !store.writable() {
         (

@@ -249,7 +249,7 @@ pub const OVERRUN_SWEEPS: usize = 3;
 /// (newest first; runs still going are passed over): the newest [`OVERRUN_SWEEPS`] each took
 /// longer than the period or were skipped because the one before was still going. `None` when
 /// they keep to it, or there are not yet that many runs.
-pub fn overrun(runs: &[JobRun], period: Duration) -> Option<String> {
+pub fn overrun(runs: &[JobRun], period: Duration, now: DateTime<Utc>) -> Option<String> {
     let recent: Vec<&JobRun> = runs
         .iter()
         .filter(|r| r.outcome != Outcome::Running)
@@ -265,7 +265,17 @@ pub fn overrun(runs: &[JobRun], period: Duration) -> Option<String> {
         .iter()
         .filter(|r| r.outcome == Outcome::Skipped)
         .count();
-    let slowest = recent.iter().map(|r| r.duration_ms).max().unwrap_or(0);
+    // A sweep still going counts with the time it has taken so far.
+    let going = runs
+        .iter()
+        .take_while(|r| r.outcome == Outcome::Running)
+        .map(|r| (now - r.started_at).num_milliseconds().max(0) as u64);
+    let slowest = recent
+        .iter()
+        .map(|r| r.duration_ms)
+        .chain(going)
+        .max()
+        .unwrap_or(0);
     Some(format!(
         "the last {OVERRUN_SWEEPS} probe sweeps did not keep to their {}s interval ({skipped} \
          skipped because the one before was still going, the slowest took {:.1}s): peers are \
@@ -416,6 +426,7 @@ mod tests {
             run(Outcome::Skipped, 0),
             run(Outcome::Running, 0),
         );
+        let now = going.started_at;
         let why = overrun(
             &[
                 going.clone(),
@@ -425,23 +436,39 @@ mod tests {
                 ok.clone(),
             ],
             period,
+            now,
         )
         .expect("three late sweeps in a row");
         assert!(why.contains("2 skipped") && why.contains("12.3s"), "{why}");
         assert!(why.contains("5s interval"), "{why}");
+        // Skipped for a sweep still going: its time so far is the slowest.
+        let long = JobRun {
+            started_at: now - chrono::Duration::seconds(40),
+            ..going.clone()
+        };
+        let why = overrun(
+            &[long, skip.clone(), skip.clone(), skip.clone()],
+            period,
+            now,
+        );
+        let why = why.expect("three skips in a row");
+        assert!(why.contains("3 skipped") && why.contains("40.0s"), "{why}");
         // A failed sweep that took too long counts; a sweep on time breaks the run.
         let failed = run(Outcome::Failed, 6_000);
-        assert!(overrun(&[failed, slow.clone(), slow.clone()], period).is_some());
-        assert_eq!(overrun(&[slow.clone(), ok, slow.clone()], period), None);
+        assert!(overrun(&[failed, slow.clone(), slow.clone()], period, now).is_some());
         assert_eq!(
-            overrun(&[slow.clone(), slow], period),
+            overrun(&[slow.clone(), ok, slow.clone()], period, now),
+            None
+        );
+        assert_eq!(
+            overrun(&[slow.clone(), slow], period, now),
             None,
             "only two runs yet"
         );
         // Exactly the interval keeps to it.
         let on_time = run(Outcome::Ok, 5_000);
         assert_eq!(
-            overrun(&[on_time.clone(), on_time.clone(), on_time], period),
+            overrun(&[on_time.clone(), on_time.clone(), on_time], period, now),
             None
         );
     }
