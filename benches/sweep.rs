@@ -299,13 +299,14 @@ fn dead_scenario(
 
 /// `/api/nodes` and the status page of `serve --no-schedule` over a store of `n` peers with 8
 /// days of history (sweeps every 5 minutes, then every 5 s for the last 2 hours, so every level
-/// is as full as at one sweep every 5 s). Returns the table line and the median page time.
+/// is as full as at one sweep every 5 s). Returns the table line, the median time of a page
+/// of `/api/nodes` and the size of the status page.
 fn api_at_scale(
     rt: &tokio::runtime::Runtime,
     bin: &str,
     scratch: &Path,
     n: usize,
-) -> (String, f64) {
+) -> (String, f64, usize) {
     use chrono::Utc;
     use easytier_probe::domain::{
         ListSource, Peer, PeerList, ProbeResult, Retention, SweepSummary,
@@ -379,7 +380,7 @@ fn api_at_scale(
         let url = format!("http://127.0.0.1:{port}{path}");
         rt.block_on(async {
             let t = Instant::now();
-            let body = match client.get(url).send().await {
+            let body = match client.get(&url).send().await {
                 Ok(r) if r.status().is_success() => r.bytes().await.map(|b| b.len()).unwrap_or(0),
                 _ => 0,
             };
@@ -387,12 +388,14 @@ fn api_at_scale(
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get("/health").1 == 0 && Instant::now() < deadline {
+    // Not /health: the store's newest sweep is as old as building it took, so it says stale.
+    while get("/api/jobs").1 == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (first, _) = get("/api/nodes?limit=100&sort=state");
     let median = |path: &str| -> (f64, usize) {
         let mut all: Vec<(f64, usize)> = (0..21).map(|_| get(path)).collect();
+        assert!(all.iter().all(|(_, bytes)| *bytes > 0), "{path} failed");
         all.sort_by(|a, b| a.0.total_cmp(&b.0));
         all[all.len() / 2]
     };
@@ -409,7 +412,7 @@ fn api_at_scale(
         rss as f64 / 1024.0,
         built.as_secs_f64()
     );
-    (line, page.max(status))
+    (line, page, status_bytes)
 }
 
 fn machine() -> String {
@@ -786,14 +789,19 @@ fn main() {
         if !sizes.contains(&n) {
             continue;
         }
-        let (line, worst) = api_at_scale(&rt, bin, scratch.path(), n);
+        let (line, page_ms, status_bytes) = api_at_scale(&rt, bin, scratch.path(), n);
         println!("{line}");
         let _ = writeln!(out, "{line}");
         if n == 10_000 {
             budgets.push((
-                "`/api/nodes` (page of 100) and the status page at 10 000 peers ≤ 50 ms".into(),
-                format!("{worst:.1} ms"),
-                worst <= 50.0,
+                "`/api/nodes` (page of 100) at 10 000 peers on an 8-day store ≤ 50 ms".into(),
+                format!("{page_ms:.1} ms"),
+                page_ms <= 50.0,
+            ));
+            budgets.push((
+                "status page at 10 000 peers ≤ 300 KB".into(),
+                format!("{:.0} KB", status_bytes as f64 / 1e3),
+                status_bytes <= 300_000,
             ));
         }
     }

@@ -164,26 +164,28 @@ impl Row<'_> {
     }
 }
 
-/// Orders `a` and `b` by `key`; ties keep the list's order (the sort is stable).
-fn compare(key: SortKey, a: &Row, b: &Row) -> std::cmp::Ordering {
+/// Orders `a` and `b` by `key`, reversed when `descending`; ties keep the list's order (the
+/// sort is stable).
+fn compare(key: SortKey, descending: bool, a: &Row, b: &Row) -> std::cmp::Ordering {
     use std::cmp::Ordering;
+    let way = |o: Ordering| if descending { o.reverse() } else { o };
     // Missing figures last, whichever way the rest goes.
-    fn figure(a: Option<f64>, b: Option<f64>) -> Ordering {
+    let figure = |a: Option<f64>, b: Option<f64>| -> Ordering {
         match (a, b) {
-            (Some(a), Some(b)) => a.total_cmp(&b),
+            (Some(a), Some(b)) => way(a.total_cmp(&b)),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         }
-    }
+    };
     match key {
         SortKey::List => Ordering::Equal,
-        SortKey::Id => a.peer.id.cmp(&b.peer.id),
-        SortKey::Name => a.peer.name.cmp(&b.peer.name),
-        SortKey::State => a
+        SortKey::Id => way(a.peer.id.cmp(&b.peer.id)),
+        SortKey::Name => way(a.peer.name.cmp(&b.peer.name)),
+        SortKey::State => way(a
             .state
             .cmp(&b.state)
-            .then_with(|| a.peer.name.cmp(&b.peer.name)),
+            .then_with(|| a.peer.name.cmp(&b.peer.name))),
         SortKey::Rtt => figure(
             a.latest.and_then(|r| r.rtt_us).map(|us| us as f64),
             b.latest.and_then(|r| r.rtt_us).map(|us| us as f64),
@@ -242,13 +244,10 @@ pub(super) fn select<'a>(
     if let Some(state) = selection.state {
         rows.retain(|r| r.state == state);
     }
-    rows.sort_by(|a, b| {
-        let order = compare(selection.sort, a, b);
-        if selection.descending {
-            order.reverse()
-        } else {
-            order
-        }
-    });
+    match (selection.sort, selection.descending) {
+        (SortKey::List, false) => {}
+        (SortKey::List, true) => rows.reverse(),
+        (key, descending) => rows.sort_by(|a, b| compare(key, descending, a, b)),
+    }
     (counts, rows)
 }

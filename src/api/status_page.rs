@@ -54,13 +54,16 @@ pub(super) async fn page(
         q: query.q.clone(),
         sort: Some("state".into()),
     };
-    let selection = match asked(query.state.clone()).selection() {
+    let mut selection = match asked(query.state.clone()).selection() {
         Ok(s) => s,
         Err(_) => asked(None).selection()?,
     };
     let listed = Listed::read(store)?;
     let uptimes = store.uptimes(&node_windows(), now)?;
     let (counts, rows) = select(&listed, &uptimes, &selection);
+    // A page past the end shows the last one.
+    let number = number.min(rows.len().div_ceil(PER_PAGE).max(1));
+    selection.offset = (number - 1) * PER_PAGE;
     let day = Window::named("24h").expect("a known window");
     let (book, _) = store.alert_book()?;
     let firing: std::collections::HashSet<&str> = book.firing().map(|(id, _)| id).collect();

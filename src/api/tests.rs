@@ -489,6 +489,8 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
         json!({"up": 30 - down.len() - unchecked.len(), "down": down.len(), "unchecked": unchecked.len()})
     );
 
+    let (_, d) = get("?sort=-list&limit=2").await;
+    assert_eq!(ids(&d), ["p29", "p28"]);
     // Pages of 7 put back together are the whole list, each peer once.
     let mut paged = Vec::new();
     for offset in (0..35).step_by(7) {
@@ -564,6 +566,13 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
     assert!(
         with_rtt[..measured].iter().all(|m| *m) && measured < 30,
         "peers without an RTT last: {with_rtt:?}"
+    );
+    let (_, d) = get("?sort=-rtt").await;
+    let items = d["data"]["items"].as_array().unwrap();
+    assert_eq!(items[0]["id"], "p01", "the highest RTT first");
+    assert!(
+        items.last().unwrap()["rtt_ms"].is_null(),
+        "peers without an RTT still last"
     );
     let (_, d) = get("?sort=uptime_1h&limit=1").await;
     assert_eq!(
@@ -680,6 +689,11 @@ async fn the_status_page_pages_down_peers_first() {
     assert_eq!(first.matches("<div class=\"bar\">").count(), 100);
 
     let last = page("?page=3").await;
+    assert_eq!(
+        page("?page=9").await,
+        last,
+        "a page past the end is the last one"
+    );
     assert_eq!(rows(&last).len(), 50);
     assert!(last.contains("201–250 of 250") && last.contains("rel=\"prev\" href=\"/?page=2\""));
     assert!(!last.contains("rel=\"next\""));

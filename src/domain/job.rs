@@ -255,8 +255,10 @@ pub fn overrun(runs: &[JobRun], period: Duration, now: DateTime<Utc>) -> Option<
         .filter(|r| r.outcome != Outcome::Running)
         .take(OVERRUN_SWEEPS)
         .collect();
-    let late = |r: &&JobRun| {
-        r.outcome == Outcome::Skipped || Duration::from_millis(r.duration_ms) > period
+    // A skip by the schedule is one for a sweep still going; one by hand says nothing.
+    let late = |r: &&JobRun| match r.outcome {
+        Outcome::Skipped => r.trigger == Trigger::Schedule,
+        _ => Duration::from_millis(r.duration_ms) > period,
     };
     if recent.len() < OVERRUN_SWEEPS || !recent.iter().all(late) {
         return None;
@@ -265,10 +267,10 @@ pub fn overrun(runs: &[JobRun], period: Duration, now: DateTime<Utc>) -> Option<
         .iter()
         .filter(|r| r.outcome == Outcome::Skipped)
         .count();
-    // A sweep still going counts with the time it has taken so far.
+    // A sweep still going (the skips after it are newer) counts with its time so far.
     let going = runs
         .iter()
-        .take_while(|r| r.outcome == Outcome::Running)
+        .filter(|r| r.outcome == Outcome::Running)
         .map(|r| (now - r.started_at).num_milliseconds().max(0) as u64);
     let slowest = recent
         .iter()
@@ -292,7 +294,11 @@ pub const DURATION_BOUNDS_S: [f64; 10] = [0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 /// the job on it): the figures of a Prometheus histogram.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Durations {
-    /// Runs per bucket of [`DURATION_BOUNDS_S`] (not cumulative), then those over the last.
+    /// The bucket bounds these figures were counted in: [`DURATION_BOUNDS_S`] when they were
+    /// written. Figures of other bounds start again (a counter reset, to Prometheus).
+    #[serde(default)]
+    pub bounds_s: Vec<f64>,
+    /// Runs per bucket of `bounds_s` (not cumulative), then those over the last.
     pub buckets: Vec<u64>,
     pub sum_ms: u64,
     pub count: u64,
@@ -300,7 +306,13 @@ pub struct Durations {
 
 impl Durations {
     pub fn observe(&mut self, ms: u64) {
-        self.buckets.resize(DURATION_BOUNDS_S.len() + 1, 0);
+        if self.bounds_s != DURATION_BOUNDS_S || self.buckets.len() != DURATION_BOUNDS_S.len() + 1 {
+            *self = Durations {
+                bounds_s: DURATION_BOUNDS_S.to_vec(),
+                buckets: vec![0; DURATION_BOUNDS_S.len() + 1],
+                ..Durations::default()
+            };
+        }
         let s = ms as f64 / 1000.0;
         let i = DURATION_BOUNDS_S
             .iter()
@@ -314,7 +326,12 @@ impl Durations {
     /// `(le, runs at most that long)` for every bound, then `(+Inf, all runs)`.
     pub fn cumulative(&self) -> Vec<(f64, u64)> {
         let mut total = 0;
-        DURATION_BOUNDS_S
+        let bounds: &[f64] = if self.bounds_s.is_empty() {
+            &DURATION_BOUNDS_S
+        } else {
+            &self.bounds_s
+        };
+        bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
@@ -447,12 +464,21 @@ mod tests {
             ..going.clone()
         };
         let why = overrun(
-            &[long, skip.clone(), skip.clone(), skip.clone()],
+            &[skip.clone(), skip.clone(), skip.clone(), long],
             period,
             now,
         );
         let why = why.expect("three skips in a row");
         assert!(why.contains("3 skipped") && why.contains("40.0s"), "{why}");
+        // A run asked for by hand while one was going is no sign of a slow schedule.
+        let by_hand = JobRun {
+            trigger: Trigger::Cli,
+            ..skip.clone()
+        };
+        assert_eq!(
+            overrun(&[by_hand, skip.clone(), skip.clone()], period, now),
+            None
+        );
         // A failed sweep that took too long counts; a sweep on time breaks the run.
         let failed = run(Outcome::Failed, 6_000);
         assert!(overrun(&[failed, slow.clone(), slow.clone()], period, now).is_some());
@@ -487,6 +513,17 @@ mod tests {
         assert_eq!(c[9], (300.0, 4));
         assert_eq!(c[10], (f64::INFINITY, 5));
         assert_eq!((d.count, d.sum_ms), (5, 404_601));
+        // Figures counted in other bounds start again rather than land in the wrong buckets.
+        let mut old = Durations {
+            bounds_s: vec![1.0, 10.0],
+            ..d.clone()
+        };
+        old.observe(2_000);
+        assert_eq!(
+            (old.count, old.bounds_s.len()),
+            (1, DURATION_BOUNDS_S.len())
+        );
+        assert_eq!(old.cumulative()[4], (5.0, 1));
     }
 
     #[test]

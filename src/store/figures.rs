@@ -27,14 +27,13 @@ pub(super) struct RowSums {
 impl RowSums {
     /// Drops the kept counts of `level` rows before `cutoff` (they are being deleted).
     pub(super) fn forget_before(&self, level: Level, cutoff: i64) {
-        if let Ok(mut rows) = self.rows.lock() {
-            rows.retain(|(l, at), _| *l != level || *at >= cutoff);
-        }
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        rows.retain(|(l, at), _| *l != level || *at >= cutoff);
     }
 
     /// How many rows' counts are kept (tests, and the benchmark's memory figure).
     pub(super) fn len(&self) -> usize {
-        self.rows.lock().map(|r| r.len()).unwrap_or(0)
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -102,6 +101,9 @@ impl Store {
         let sums = &self.inner.sums;
         let mut kept = sums.rows.lock().unwrap_or_else(|e| e.into_inner());
         let to = (now + chrono::Duration::seconds(1)).timestamp_millis();
+        // No slot at or past the next one to be given exists: a damaged key cannot size the
+        // per-slot vectors past the roster.
+        let slots = self.next_slot()?;
         let mut raw_tails: HashMap<i64, Uptimes> = HashMap::new();
         let mut oldest: HashMap<Level, i64> = HashMap::new();
         let mut out = Vec::with_capacity(windows.len());
@@ -116,7 +118,7 @@ impl Store {
                         let tail = match raw_tails.get(&cursor) {
                             Some(t) => t,
                             None => {
-                                let t = self.raw_counts(cursor, to)?;
+                                let t = self.raw_counts(cursor, to, slots)?;
                                 raw_tails.entry(cursor).or_insert(t)
                             }
                         };
@@ -135,7 +137,7 @@ impl Store {
                     match kept.get(&(l, at)) {
                         Some(row) => figures.add_row(row),
                         None => {
-                            let row = self.row_counts(l, at)?;
+                            let row = self.row_counts(l, at, slots)?;
                             figures.add_row(&row);
                             // A row with no checks (no sweep then, or pruned) is not kept.
                             if !row.is_empty() {
@@ -155,7 +157,7 @@ impl Store {
     }
 
     /// Per-slot counts of the `level` row at `at`, all its chunks.
-    fn row_counts(&self, level: Level, at: i64) -> Result<RowCounts, StoreError> {
+    fn row_counts(&self, level: Level, at: i64, slots: u32) -> Result<RowCounts, StoreError> {
         let mut row = RowCounts::new();
         for item in self.tree(level).range(row_key(at, 0)..row_key(at + 1, 0)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -163,6 +165,9 @@ impl Store {
                 continue;
             };
             for (slot, entry) in decode_chunk(level, chunk, &v)? {
+                if slot >= slots {
+                    continue;
+                }
                 let (checks, up) = counts(&entry);
                 let i = slot as usize;
                 if row.len() <= i {
@@ -176,7 +181,7 @@ impl Store {
     }
 
     /// Per-slot counts of the raw rows in `[from, to)`, read now.
-    fn raw_counts(&self, from: i64, to: i64) -> Result<Uptimes, StoreError> {
+    fn raw_counts(&self, from: i64, to: i64, slots: u32) -> Result<Uptimes, StoreError> {
         let mut figures = Uptimes::default();
         for item in self
             .tree(Level::Raw)
@@ -187,6 +192,9 @@ impl Store {
                 continue;
             };
             for (slot, entry) in decode_chunk(Level::Raw, chunk, &v)? {
+                if slot >= slots {
+                    continue;
+                }
                 let (checks, up) = counts(&entry);
                 figures.add(slot, checks, up);
             }
