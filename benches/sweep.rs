@@ -273,6 +273,10 @@ fn dead_scenario(
             .env("DATA_DIR", &data)
             .env("NETWORK_SECRET", "bench-secret")
             .args(["run-job", job, "--json"]);
+        // Derived from the open-files limit, unless the benchmark is given one to try.
+        if let Ok(n) = std::env::var("PROBE_CONCURRENCY") {
+            c.env("PROBE_CONCURRENCY", n);
+        }
         c
     };
     assert_eq!(measure(cmd("peer-fetch")).code, 0);

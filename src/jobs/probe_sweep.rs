@@ -2,6 +2,7 @@
 //! A sweep plans its own deadline inside the job's timeout: peers still unanswered then are
 //! recorded as `timeout`, so a sweep that runs out of time still records every peer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -11,7 +12,6 @@ use super::{effective_schedule, JobContext, JobFailure, JobResult};
 use crate::domain::time::ms;
 use crate::domain::{JobName, Peer, ProbeResult, SweepSummary};
 use crate::probe::{self, Target};
-use crate::store::Store;
 
 /// Of the job's time, what a sweep keeps to record its results, at most.
 const RECORD_MARGIN: Duration = Duration::from_secs(10);
@@ -38,11 +38,15 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
             )
         })?;
 
+    let previous = store.latest_results().unwrap_or_else(|e| {
+        tracing::warn!("reading the previous sweep: {e}");
+        Default::default()
+    });
+    let order = probe_order(&list.peers, &previous);
     let secret = ctx.settings.network_secret.expose();
-    let targets = list
-        .peers
+    let targets = order
         .iter()
-        .map(|p| Target::for_peer(p, secret))
+        .map(|&i| Target::for_peer(&list.peers[i], secret))
         .collect();
     let probe = &ctx.settings.probe;
     // The QUIC flavour each address speaks, from earlier sweeps (of this process or another).
@@ -66,10 +70,16 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     }
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
-    let results = probe::probe_all(targets, probe.timeout, in_flight, Some(deadline)).await;
+    let probed = probe::probe_all(targets, probe.timeout, in_flight, Some(deadline)).await;
     let probed_in = started.elapsed();
+    // Back into the list's order.
+    let mut results = vec![None; probed.len()];
+    for (&i, result) in order.iter().zip(probed) {
+        results[i] = Some(result);
+    }
+    let results = results.into_iter().flatten().collect();
 
-    let (stored, items) = verdicts(store, &list.peers, results);
+    let (stored, items) = verdicts(&previous, &list.peers, results);
     let now = ctx.clock.now();
     let summary = SweepSummary::from_results(now, stored.iter().map(|(_, r)| r));
     let summary_json = json!({
@@ -99,17 +109,28 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     Ok(summary_json)
 }
 
+/// The order to probe `peers` in (indices into it): those down in the previous sweep first,
+/// then those not yet checked, then those up, each in list order. A peer that stays down holds
+/// its slot for the whole timeout: started first, its timeout runs beside the live peers'
+/// work rather than after it, so a sweep takes about one timeout or the live work, whichever
+/// is longer, not the two added up.
+fn probe_order(peers: &[Peer], previous: &HashMap<String, ProbeResult>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..peers.len()).collect();
+    order.sort_by_key(|&i| match previous.get(&peers[i].id) {
+        Some(r) if !r.up => 0,
+        None => 1,
+        Some(_) => 2,
+    });
+    order
+}
+
 /// Each peer's result to store, and its line in the summary; a peer whose state changed since
-/// the previous sweep is logged.
+/// the `previous` sweep is logged.
 fn verdicts(
-    store: &Store,
+    previous: &HashMap<String, ProbeResult>,
     peers: &[Peer],
     results: Vec<ProbeResult>,
 ) -> (Vec<(String, ProbeResult)>, Vec<Value>) {
-    let previous = store.latest_results().unwrap_or_else(|e| {
-        tracing::warn!("reading the previous sweep: {e}");
-        Default::default()
-    });
     let mut stored = Vec::with_capacity(results.len());
     let mut items = Vec::with_capacity(results.len());
     for (peer, result) in peers.iter().zip(results) {
@@ -158,6 +179,30 @@ fn maintain(ctx: &JobContext, now: chrono::DateTime<chrono::Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_down_last_time_are_probed_first() {
+        let peers: Vec<Peer> = ["up", "down", "new", "down2", "up2"]
+            .iter()
+            .map(|id| Peer::for_tests(id))
+            .collect();
+        let result = |up| ProbeResult {
+            up,
+            rtt_us: None,
+            error_kind: None,
+            error: None,
+            checked_at: chrono::Utc::now(),
+        };
+        let previous = HashMap::from([
+            ("up".to_string(), result(true)),
+            ("down".to_string(), result(false)),
+            ("down2".to_string(), result(false)),
+            ("up2".to_string(), result(true)),
+            ("gone".to_string(), result(false)),
+        ]);
+        assert_eq!(probe_order(&peers, &previous), [1, 3, 2, 0, 4]);
+        assert_eq!(probe_order(&peers, &HashMap::new()), [0, 1, 2, 3, 4]);
+    }
 
     use crate::config::Options;
     use crate::domain::{Clock, Level, ManualClock, Trigger, WINDOWS};
