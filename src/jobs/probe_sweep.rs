@@ -72,12 +72,7 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     let deadline = probe_deadline(started, job_deadline);
     let probed = probe::probe_all(targets, probe.timeout, in_flight, Some(deadline)).await;
     let probed_in = started.elapsed();
-    // Back into the list's order.
-    let mut results = vec![None; probed.len()];
-    for (&i, result) in order.iter().zip(probed) {
-        results[i] = Some(result);
-    }
-    let results = results.into_iter().flatten().collect();
+    let results = in_list_order(&order, probed);
 
     let (stored, items) = verdicts(&previous, &list.peers, results);
     let now = ctx.clock.now();
@@ -122,6 +117,15 @@ fn probe_order(peers: &[Peer], previous: &HashMap<String, ProbeResult>) -> Vec<u
         Some(_) => 2,
     });
     order
+}
+
+/// `probed[k]` is the result of peer `order[k]`: the results in the list's order.
+fn in_list_order(order: &[usize], probed: Vec<ProbeResult>) -> Vec<ProbeResult> {
+    let mut results = vec![None; probed.len()];
+    for (&i, result) in order.iter().zip(probed) {
+        results[i] = Some(result);
+    }
+    results.into_iter().flatten().collect()
 }
 
 /// Each peer's result to store, and its line in the summary; a peer whose state changed since
@@ -200,7 +204,21 @@ mod tests {
             ("up2".to_string(), result(true)),
             ("gone".to_string(), result(false)),
         ]);
-        assert_eq!(probe_order(&peers, &previous), [1, 3, 2, 0, 4]);
+        let order = probe_order(&peers, &previous);
+        assert_eq!(order, [1, 3, 2, 0, 4]);
+        // Results come back in the list's order.
+        let probed: Vec<ProbeResult> = order
+            .iter()
+            .map(|&i| ProbeResult {
+                rtt_us: Some(i as u64),
+                ..result(true)
+            })
+            .collect();
+        let back: Vec<u64> = in_list_order(&order, probed)
+            .iter()
+            .map(|r| r.rtt_us.unwrap())
+            .collect();
+        assert_eq!(back, [0, 1, 2, 3, 4]);
         assert_eq!(probe_order(&peers, &HashMap::new()), [0, 1, 2, 3, 4]);
     }
 
