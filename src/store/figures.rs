@@ -5,13 +5,13 @@
 //! minute are read fresh. Pruning drops the kept sums of the rows it deletes, so the answer is
 //! always the one [`Store::window`] would give.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use super::codec::{decode_chunk, Entry};
-use super::keys::{parse_row_key, row_key};
+use super::codec::Entry;
 use super::{Store, StoreError};
 use crate::domain::{Level, Window};
 
@@ -52,25 +52,6 @@ impl Uptimes {
             .map(|[checks, up]| (*checks, *up))
     }
 
-    fn add(&mut self, slot: u32, checks: u64, up: u64) {
-        let i = slot as usize;
-        if self.by_slot.len() <= i {
-            self.by_slot.resize(i + 1, [0, 0]);
-        }
-        self.by_slot[i][0] += checks;
-        self.by_slot[i][1] += up;
-    }
-
-    fn add_all(&mut self, other: &Uptimes) {
-        if self.by_slot.len() < other.by_slot.len() {
-            self.by_slot.resize(other.by_slot.len(), [0, 0]);
-        }
-        for (sum, [checks, up]) in self.by_slot.iter_mut().zip(&other.by_slot) {
-            sum[0] += checks;
-            sum[1] += up;
-        }
-    }
-
     fn add_row(&mut self, row: &RowCounts) {
         if self.by_slot.len() < row.len() {
             self.by_slot.resize(row.len(), [0, 0]);
@@ -104,7 +85,7 @@ impl Store {
         // No slot at or past the next one to be given exists: a damaged key cannot size the
         // per-slot vectors past the roster.
         let slots = self.next_slot()?;
-        let mut raw_tails: HashMap<i64, Uptimes> = HashMap::new();
+        let mut raw_tails: HashMap<i64, RowCounts> = HashMap::new();
         let mut oldest: HashMap<Level, i64> = HashMap::new();
         let mut out = Vec::with_capacity(windows.len());
         for w in windows {
@@ -115,14 +96,13 @@ impl Store {
                 next = l.finer();
                 if l == Level::Raw {
                     if to > cursor {
-                        let tail = match raw_tails.get(&cursor) {
-                            Some(t) => t,
-                            None => {
-                                let t = self.raw_counts(cursor, to, slots)?;
-                                raw_tails.entry(cursor).or_insert(t)
+                        let tail = match raw_tails.entry(cursor) {
+                            Slot::Occupied(e) => e.into_mut(),
+                            Slot::Vacant(e) => {
+                                e.insert(self.counts_in(Level::Raw, cursor, to, slots)?)
                             }
                         };
-                        figures.add_all(tail);
+                        figures.add_row(tail);
                     }
                     continue;
                 }
@@ -137,7 +117,7 @@ impl Store {
                     match kept.get(&(l, at)) {
                         Some(row) => figures.add_row(row),
                         None => {
-                            let row = self.row_counts(l, at, slots)?;
+                            let row = self.counts_in(l, at, at + 1, slots)?;
                             figures.add_row(&row);
                             // A row with no checks (no sweep then, or pruned) is not kept.
                             if !row.is_empty() {
@@ -156,50 +136,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Per-slot counts of the `level` row at `at`, all its chunks.
-    fn row_counts(&self, level: Level, at: i64, slots: u32) -> Result<RowCounts, StoreError> {
+    /// Per-slot counts of the `level` rows in `[from, to)` (one row: `[at, at + 1)`).
+    fn counts_in(
+        &self,
+        level: Level,
+        from: i64,
+        to: i64,
+        slots: u32,
+    ) -> Result<RowCounts, StoreError> {
         let mut row = RowCounts::new();
-        for item in self.tree(level).range(row_key(at, 0)..row_key(at + 1, 0)) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Some((_, chunk)) = parse_row_key(&k) else {
-                continue;
-            };
-            for (slot, entry) in decode_chunk(level, chunk, &v)? {
-                if slot >= slots {
-                    continue;
-                }
-                let (checks, up) = counts(&entry);
-                let i = slot as usize;
-                if row.len() <= i {
-                    row.resize(i + 1, [0, 0]);
-                }
-                let sat = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-                row[i] = [sat(checks), sat(up)];
+        self.read_rows(level, from, to, None, |_, slot, entry| {
+            if slot >= slots {
+                return;
             }
-        }
+            let (checks, up) = counts(&entry);
+            let i = slot as usize;
+            if row.len() <= i {
+                row.resize(i + 1, [0, 0]);
+            }
+            let sat = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+            row[i][0] = row[i][0].saturating_add(sat(checks));
+            row[i][1] = row[i][1].saturating_add(sat(up));
+        })?;
         Ok(row)
-    }
-
-    /// Per-slot counts of the raw rows in `[from, to)`, read now.
-    fn raw_counts(&self, from: i64, to: i64, slots: u32) -> Result<Uptimes, StoreError> {
-        let mut figures = Uptimes::default();
-        for item in self
-            .tree(Level::Raw)
-            .range(row_key(from, 0)..row_key(to, 0))
-        {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Some((_, chunk)) = parse_row_key(&k) else {
-                continue;
-            };
-            for (slot, entry) in decode_chunk(Level::Raw, chunk, &v)? {
-                if slot >= slots {
-                    continue;
-                }
-                let (checks, up) = counts(&entry);
-                figures.add(slot, checks, up);
-            }
-        }
-        Ok(figures)
     }
 
     /// How many rows' counts [`Store::uptimes`] keeps in memory now.

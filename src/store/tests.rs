@@ -669,22 +669,16 @@ fn fleet_uptimes_from_kept_counts_match_the_window_reads() {
     let times = (0..3 * 720)
         .map(|i| t0 + Duration::minutes(2 * i))
         .chain((0..720).map(|i| t0 + Duration::days(3) + Duration::seconds(10 * i)));
+    let mut ids = vec!["a", "b"];
     for (n, at) in times.enumerate() {
         if at == t0 + Duration::days(2) {
-            s.replace_peer_list(&list(&["a", "b", "c"])).unwrap();
+            ids.push("c");
+            s.replace_peer_list(&list(&ids)).unwrap();
         }
-        let ids: Vec<String> = s
-            .peer_list()
-            .unwrap()
-            .unwrap()
-            .peers
-            .into_iter()
-            .map(|p| p.id)
-            .collect();
         let results: Vec<(String, ProbeResult)> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| (id.clone(), result((n + i) % (3 + i) != 0, at)))
+            .map(|(i, id)| (id.to_string(), result((n + i) % (3 + i) != 0, at)))
             .collect();
         let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
         s.record_sweep(&results, &summary).unwrap();

@@ -51,7 +51,7 @@ impl Store {
     }
 
     /// Calls `f(row time, slot, entry)` for the `level` rows in `[from, to)`.
-    fn read_rows(
+    pub(super) fn read_rows(
         &self,
         level: Level,
         from: i64,
