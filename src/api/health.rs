@@ -12,20 +12,20 @@ use super::error::{envelope, ApiError};
 use super::views::{HealthView, JobHealth};
 use super::ApiState;
 use crate::domain::time::rfc3339;
-use crate::domain::{overrun, Freshness, JobName, Outcome, OVERRUN_SWEEPS};
+use crate::domain::{overrun, Freshness, JobName, JobRun, Outcome, OVERRUN_SWEEPS};
 use crate::store::Store;
+
+type FinishedRuns = (BTreeMap<JobName, JobHealth>, Vec<String>, Vec<JobRun>);
 
 pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let ctx = s.runner.context();
     let store = &ctx.store;
     let list = store.peer_list()?;
-    let (jobs, failed_jobs) = last_finished_runs(store)?;
+    let (jobs, failed_jobs, sweeps) = last_finished_runs(store)?;
     let freshness = ctx.judge(store.last_sweep()?.map(|s| s.at), list.is_some());
-    let overrun = overrun(
-        &store.runs(JobName::ProbeSweep.as_str(), 2 * OVERRUN_SWEEPS)?,
-        ctx.sweep_period(),
-        ctx.clock.now(),
-    );
+    let now = ctx.clock.now();
+    let recent = &sweeps[..sweeps.len().min(2 * OVERRUN_SWEEPS)];
+    let overrun = overrun(recent, ctx.sweep_period(now), now);
     let (code, status, reason) = if !store.writable() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -58,18 +58,18 @@ pub(super) async fn health(State(s): State<ApiState>) -> Result<Response, ApiErr
     Ok(envelope(code, &message, view))
 }
 
-/// Each job's last finished run (a skip or a run still going says nothing about health), and
-/// what failed.
-fn last_finished_runs(
-    store: &Store,
-) -> Result<(BTreeMap<JobName, JobHealth>, Vec<String>), ApiError> {
+/// Each job's last finished run (a skip or a run still going says nothing about health), what
+/// failed, and the newest probe-sweep runs (newest first).
+fn last_finished_runs(store: &Store) -> Result<FinishedRuns, ApiError> {
     let mut jobs = BTreeMap::new();
     let mut failed = Vec::new();
+    let mut sweeps = Vec::new();
     for job in JobName::ALL {
-        let last = store
-            .runs(job.as_str(), 50)?
-            .into_iter()
-            .find(|r| !matches!(r.outcome, Outcome::Skipped | Outcome::Running));
+        let runs = store.runs(job.as_str(), 50)?;
+        let last = runs
+            .iter()
+            .find(|r| !matches!(r.outcome, Outcome::Skipped | Outcome::Running))
+            .cloned();
         if let Some(run) = &last {
             if matches!(run.outcome, Outcome::Failed | Outcome::Interrupted) {
                 failed.push(format!("the last {job} run {}", run.outcome.as_str()));
@@ -82,6 +82,9 @@ fn last_finished_runs(
                 last_outcome: last.as_ref().map(|r| r.outcome),
             },
         );
+        if job == JobName::ProbeSweep {
+            sweeps = runs;
+        }
     }
-    Ok((jobs, failed))
+    Ok((jobs, failed, sweeps))
 }

@@ -7,6 +7,19 @@ use super::views::{merged, stats};
 use super::*;
 use crate::domain::Bucket;
 
+/// The API over `runner`'s context on a loopback port of its own, until the test ends.
+async fn serve(runner: Runner) -> std::net::SocketAddr {
+    let state = ApiState {
+        runner,
+        scheduler: None,
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(run(listener, state, std::future::pending()));
+    addr
+}
+
 /// 19 up checks of 1..=19 ms, one of 100 ms, two down: split over two buckets, as rows
 /// of two minutes would be.
 fn fixture() -> (Bucket, Bucket) {
@@ -235,14 +248,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
         .await
         .unwrap();
 
-    let state = ApiState {
-        runner,
-        scheduler: None,
-        started: Instant::now(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(run(listener, state, std::future::pending()));
+    let addr = serve(runner).await;
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -328,14 +334,7 @@ async fn overrunning_sweeps_degrade_health_and_fill_the_histogram() {
     sweep(Outcome::Ok, 12_000);
     sweep(Outcome::Skipped, 0);
 
-    let state = ApiState {
-        runner: Runner::new(ctx),
-        scheduler: None,
-        started: Instant::now(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(run(listener, state, std::future::pending()));
+    let addr = serve(Runner::new(ctx)).await;
     let health = || async move {
         let r = reqwest::get(format!("http://{addr}/health")).await.unwrap();
         assert_eq!(r.status(), 200);
@@ -450,14 +449,7 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
         })
         .unwrap();
 
-    let state = ApiState {
-        runner: Runner::new(ctx),
-        scheduler: None,
-        started: Instant::now(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(run(listener, state, std::future::pending()));
+    let addr = serve(Runner::new(ctx)).await;
     let get = |query: &str| {
         let url = format!("http://{addr}/api/nodes{query}");
         async move {
@@ -640,14 +632,7 @@ async fn the_status_page_pages_down_peers_first() {
     let summary = SweepSummary::from_results(now, results.iter().map(|(_, r)| r));
     store.record_sweep(&results, &summary).unwrap();
 
-    let state = ApiState {
-        runner: Runner::new(ctx),
-        scheduler: None,
-        started: Instant::now(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(run(listener, state, std::future::pending()));
+    let addr = serve(Runner::new(ctx)).await;
     let page = |query: &str| {
         let url = format!("http://{addr}/{query}");
         async move {

@@ -158,7 +158,7 @@ pub struct Options {
     #[arg(long, global = true, env = "PROBE_TIMEOUT")]
     pub probe_timeout: Option<String>,
 
-    /// Most probes in flight at once [default: derived from the open-files limit, at most 2048]
+    /// Most probes in flight at once [default: derived from the open-files limit, at most 4096]
     #[arg(long, global = true, env = "PROBE_CONCURRENCY")]
     pub probe_concurrency: Option<String>,
 }

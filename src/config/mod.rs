@@ -109,9 +109,13 @@ pub struct ProbeSettings {
 impl ProbeSettings {
     /// The default per-peer timeout.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-    /// The derived concurrency never goes past this: 20 % dead peers of 10 000, or 1 000 dead
-    /// ones, each hold a slot for the whole timeout and still fit.
-    pub const MAX_DERIVED_CONCURRENCY: usize = 2048;
+    /// The derived bound on all probes in flight never goes past this.
+    pub const MAX_DERIVED_CONCURRENCY: usize = 4096;
+    /// Of those, probes of peers that answered last time (or were never checked) in flight at
+    /// once, at most, when derived: their work is CPU and their nodes', so more at once does
+    /// not make a sweep faster. The rest of the bound is for peers that were down, which only
+    /// wait: 20 % dead peers of 10 000, or 1 000 dead ones, fit beside them.
+    pub const MAX_DERIVED_ANSWERING: usize = 2048;
     /// Descriptors a probe may hold at once (a udp or wg probe races up to 4 sessions).
     pub const FILES_PER_PROBE: u64 = 4;
     /// Descriptors kept for the store, the API's connections and the runtime.
@@ -131,6 +135,21 @@ impl ProbeSettings {
             allowed.min(Self::MAX_DERIVED_CONCURRENCY),
             allowed < Self::MAX_DERIVED_CONCURRENCY,
         )
+    }
+
+    /// The in-flight bound split in two lanes for a sweep of `waiting` peers that were down
+    /// last time (probed first) and `others`: (waiting lane, others' lane), together within
+    /// [`Self::in_flight`]. The others get at least half the bound (all of it when no peer is
+    /// waiting), up to [`Self::MAX_DERIVED_ANSWERING`] when derived; the waiting peers what is
+    /// left. So a sweep takes about one timeout or the answering peers' work, whichever is
+    /// longer, when the bound holds both; neither lane waits on the other.
+    pub fn lanes(&self, open_files: u64, waiting: usize, others: usize) -> (usize, usize) {
+        let (total, _) = self.in_flight(open_files);
+        let answering_cap = self.concurrency.unwrap_or(Self::MAX_DERIVED_ANSWERING);
+        let others_share = others.min(total.div_ceil(2)).min(answering_cap);
+        let waiting_width = waiting.min(total - others_share);
+        let width = (total - waiting_width).min(answering_cap).max(1);
+        (waiting_width.max(1), width)
     }
 }
 

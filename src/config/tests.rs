@@ -321,9 +321,33 @@ fn derived_concurrency_follows_the_open_files_limit() {
         (ProbeSettings::MAX_DERIVED_CONCURRENCY, false)
     );
     // 20 000 (this machine's limit): (20 000 − 1 024) / 4 = 4 744, past the maximum.
-    assert_eq!(probe.in_flight(20_000).0, 2048);
+    assert_eq!(probe.in_flight(20_000), (4096, false));
     // The common default of 1 024: half kept back, 4 a probe; and the limit is said to bind.
     assert_eq!(probe.in_flight(1024), (128, true));
     assert_eq!(probe.in_flight(4096), (768, true));
     assert_eq!(probe.in_flight(0), (1, true));
+}
+
+#[test]
+fn peers_down_last_time_get_a_lane_beside_the_others() {
+    let derived = ProbeSettings::default();
+    // 10 000 peers, 2 000 down last time, at 20 000 descriptors: all 2 000 wait out their
+    // timeout beside the 2 048 answering ones, within the 4 096 bound.
+    assert_eq!(derived.lanes(20_000, 2000, 8000), (2000, 2048));
+    // No peer down: the others' lane alone, up to its own maximum.
+    assert_eq!(derived.lanes(20_000, 0, 10_000).1, 2048);
+    // All down: the waiting lane takes what the bound allows.
+    assert_eq!(derived.lanes(20_000, 1000, 0).0, 1000);
+    assert_eq!(derived.lanes(1 << 20, 9000, 0).0, 4096);
+    // A tight limit (128 in flight): each lane gets half, never more than the bound together.
+    assert_eq!(derived.lanes(1024, 2000, 8000), (64, 64));
+    // A configured cap is the bound for both lanes together.
+    let capped = ProbeSettings {
+        concurrency: Some(256),
+        ..ProbeSettings::default()
+    };
+    assert_eq!(capped.lanes(20_000, 0, 10_000), (1, 256));
+    assert_eq!(capped.lanes(20_000, 2000, 8000), (128, 128));
+    assert_eq!(capped.lanes(20_000, 10, 8000), (10, 246));
+    assert_eq!(capped.lanes(20_000, 2000, 10), (246, 10));
 }

@@ -68,10 +68,9 @@ impl Peer {
         }
     }
 
-    /// The timeout to probe this peer with: its own, else `default`.
-    pub fn timeout(&self, default: std::time::Duration) -> std::time::Duration {
-        self.timeout_ms
-            .map_or(default, std::time::Duration::from_millis)
+    /// The timeout this peer's entry sets for its probes, if it sets one.
+    pub fn own_timeout(&self) -> Option<std::time::Duration> {
+        self.timeout_ms.map(std::time::Duration::from_millis)
     }
 
     /// Builds a peer from one entry of a backend answer or a peers file.
@@ -348,10 +347,7 @@ mod tests {
     fn an_entry_may_set_its_own_timeout() {
         let base = json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
         let default = std::time::Duration::from_secs(3);
-        assert_eq!(
-            Peer::from_entry(0, &base).unwrap().timeout(default),
-            default
-        );
+        assert_eq!(Peer::from_entry(0, &base).unwrap().own_timeout(), None);
         for (value, ms) in [
             (json!(5), 5000),
             (json!(0.25), 250),
@@ -362,7 +358,8 @@ mod tests {
             let mut e = base.clone();
             e["timeout"] = value.clone();
             let p = Peer::from_entry(0, &e).unwrap();
-            assert_eq!(p.timeout(default).as_millis(), ms, "{value}");
+            let own = p.own_timeout().unwrap_or(default);
+            assert_eq!(own.as_millis(), ms, "{value}");
         }
         for (value, needle) in [
             (json!(0.05), "50ms is outside from 100ms to 60s"),

@@ -73,13 +73,13 @@ impl JobContext {
             has_list,
             self.started_at,
             now,
-            self.sweep_period(),
+            self.sweep_period(now),
         )
     }
 
-    /// The time between sweeps of the sweep schedule in force, now.
-    pub fn sweep_period(&self) -> std::time::Duration {
-        effective_schedule(JobName::ProbeSweep, &self.settings).period(self.clock.now())
+    /// The time between sweeps of the sweep schedule in force at `now`.
+    pub fn sweep_period(&self, now: DateTime<Utc>) -> std::time::Duration {
+        effective_schedule(JobName::ProbeSweep, &self.settings).period(now)
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{effective_schedule, JobContext, JobFailure, JobResult};
+use crate::config::ProbeSettings;
 use crate::domain::time::ms;
 use crate::domain::{JobName, Peer, ProbeResult, SweepSummary};
 use crate::probe::{self, Target};
@@ -56,21 +57,10 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         }
         Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
     }
-    let open_files = probe::limits::open_files_limit();
-    let (in_flight, limited) = probe.in_flight(open_files);
-    if limited && list.peers.len() > in_flight {
-        tracing::warn!(
-            peers = list.peers.len(),
-            in_flight,
-            open_files,
-            "the open-files limit allows only {in_flight} probes at once: unresponsive peers \
-             may make this sweep take up to {} timeouts (raise LimitNOFILE / ulimit -n)",
-            list.peers.len().div_ceil(in_flight)
-        );
-    }
+    let lanes = lanes(probe, &list.peers, &order, &previous);
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
-    let probed = probe::probe_all(targets, probe.timeout, in_flight, Some(deadline)).await;
+    let probed = probe::probe_all(targets, probe.timeout, lanes, Some(deadline)).await;
     let probed_in = started.elapsed();
     let results = in_list_order(&order, probed);
 
@@ -117,6 +107,38 @@ fn probe_order(peers: &[Peer], previous: &HashMap<String, ProbeResult>) -> Vec<u
         Some(_) => 2,
     });
     order
+}
+
+/// The sweep's lanes (see [`ProbeSettings::lanes`]): the peers down last time lead `order`.
+/// Says so when the open-files limit makes the sweep slower.
+fn lanes(
+    probe: &ProbeSettings,
+    peers: &[Peer],
+    order: &[usize],
+    previous: &HashMap<String, ProbeResult>,
+) -> probe::Lanes {
+    let open_files = probe::limits::open_files_limit();
+    let waiting = order
+        .iter()
+        .take_while(|&&i| previous.get(&peers[i].id).is_some_and(|r| !r.up))
+        .count();
+    let (in_flight, limited) = probe.in_flight(open_files);
+    if limited && peers.len() > in_flight {
+        tracing::warn!(
+            peers = peers.len(),
+            in_flight,
+            open_files,
+            "the open-files limit allows only {in_flight} probes at once: unresponsive peers \
+             may make this sweep take up to {} timeouts (raise LimitNOFILE / ulimit -n)",
+            peers.len().div_ceil(in_flight)
+        );
+    }
+    let (waiting_width, width) = probe.lanes(open_files, waiting, peers.len() - waiting);
+    probe::Lanes {
+        waiting,
+        waiting_width,
+        width,
+    }
 }
 
 /// `probed[k]` is the result of peer `order[k]`: the results in the list's order.

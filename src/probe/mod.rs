@@ -58,7 +58,7 @@ impl Target {
                 .as_ref()
                 .map(|s| s.expose().to_string())
                 .unwrap_or_else(|| default_secret.to_string()),
-            timeout: peer.timeout_ms.map(Duration::from_millis),
+            timeout: peer.own_timeout(),
         }
     }
 }
@@ -120,19 +120,40 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
     }
 }
 
-/// Probes every target with at most `concurrency` at once, each within its own timeout or
-/// `timeout`; results in input order.
+/// How many probes a sweep runs at once: the first `waiting` targets (peers down last time,
+/// which mostly wait out their timeout) at most `waiting_width` at once, beside the rest at
+/// most `width` at once, so neither holds the other up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    pub waiting: usize,
+    pub waiting_width: usize,
+    pub width: usize,
+}
+
+impl Lanes {
+    /// Every target in one lane of `width`.
+    pub fn one(width: usize) -> Self {
+        Self {
+            waiting: 0,
+            waiting_width: 1,
+            width,
+        }
+    }
+}
+
+/// Probes every target in its `lanes`, each within its own timeout or `timeout`; results in
+/// input order.
 /// Each probe runs in its own task, so a panic in one becomes that peer's failure. Peers still
 /// unanswered at `deadline` (queued or in flight) are `timeout`: every target gets a verdict.
 pub async fn probe_all(
     targets: Vec<Target>,
     timeout: Duration,
-    concurrency: usize,
+    lanes: Lanes,
     deadline: Option<tokio::time::Instant>,
 ) -> Vec<ProbeResult> {
-    // Only `concurrency` probe tasks exist at any time: a probe's future holds its connector's
-    // whole state (TLS, websocket, ...), so spawning every probe up front would cost memory in
-    // proportion to the number of peers rather than to the concurrency.
+    // Only a lane's width of probe tasks exist at any time: a probe's future holds its
+    // connector's whole state (TLS, websocket, ...), so spawning every probe up front would
+    // cost memory in proportion to the number of peers rather than to the widths.
     let failed = |kind: ErrorKind, detail: String| ProbeResult {
         up: false,
         rtt_us: None,
@@ -142,16 +163,23 @@ pub async fn probe_all(
     };
     let mut results: Vec<Option<ProbeResult>> = vec![None; targets.len()];
     let in_flight = std::sync::Mutex::new(std::collections::HashMap::new());
-    let mut running = futures::stream::iter(targets.into_iter().enumerate())
-        .map(|(index, target)| {
-            let timeout = target.timeout.unwrap_or(timeout);
-            let handle = tokio::spawn(async move { probe(&target, timeout).await });
-            if let Ok(mut f) = in_flight.lock() {
-                f.insert(index, handle.abort_handle());
-            }
-            async move { (index, handle.await) }
-        })
-        .buffer_unordered(concurrency.max(1));
+    let start = |(index, target): (usize, Target)| {
+        let timeout = target.timeout.unwrap_or(timeout);
+        let handle = tokio::spawn(async move { probe(&target, timeout).await });
+        if let Ok(mut f) = in_flight.lock() {
+            f.insert(index, handle.abort_handle());
+        }
+        async move { (index, handle.await) }
+    };
+    let mut targets = targets.into_iter().enumerate();
+    let waiting: Vec<_> = targets.by_ref().take(lanes.waiting).collect();
+    let waiting = futures::stream::iter(waiting)
+        .map(start)
+        .buffer_unordered(lanes.waiting_width.max(1));
+    let others = futures::stream::iter(targets)
+        .map(start)
+        .buffer_unordered(lanes.width.max(1));
+    let mut running = futures::stream::select(waiting, others);
     let cut_off = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -602,7 +630,7 @@ mod tests {
             .map(|l| target("tcp", "127.0.0.1", l.local_addr().unwrap().port()))
             .collect();
         let started = Instant::now();
-        let results = probe_all(targets, Duration::from_millis(300), 2, None).await;
+        let results = probe_all(targets, Duration::from_millis(300), Lanes::one(2), None).await;
         assert_eq!(results.len(), 6);
         for r in &results {
             assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
@@ -617,13 +645,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn peers_waiting_out_their_timeout_do_not_hold_up_the_others() {
+        // Four silent listeners (down last time, probed first) in a lane of 3, and six closed
+        // ports, answered at once, in a lane of 1. In one lane the four would take every slot
+        // for the whole timeout and the others would start only after it.
+        let mut listeners = Vec::new();
+        for _ in 0..4 {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let mut targets: Vec<Target> = listeners
+            .iter()
+            .map(|l| target("tcp", "127.0.0.1", l.local_addr().unwrap().port()))
+            .collect();
+        for _ in 0..6 {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            targets.push(target(
+                "tcp",
+                "127.0.0.1",
+                closed.local_addr().unwrap().port(),
+            ));
+        }
+        let lanes = Lanes {
+            waiting: 4,
+            waiting_width: 3,
+            width: 1,
+        };
+        let results = probe_all(targets, Duration::from_secs(1), lanes, None).await;
+        let (waiting, others) = results.split_at(4);
+        let first = waiting.iter().map(|r| r.checked_at).min().unwrap();
+        for r in waiting {
+            assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
+        }
+        for r in others {
+            assert_eq!(
+                r.error_kind,
+                Some(ErrorKind::ConnectRefused),
+                "{:?}",
+                r.error
+            );
+            let after = r.checked_at - first;
+            assert!(after < chrono::Duration::milliseconds(500), "{after}");
+        }
+        drop(listeners);
+    }
+
+    #[tokio::test]
     async fn a_target_with_its_own_timeout_is_held_to_it() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let mut own = target("tcp", "127.0.0.1", port);
         own.timeout = Some(Duration::from_millis(200));
         let sweeps = target("tcp", "127.0.0.1", port);
-        let results = probe_all(vec![own, sweeps], Duration::from_millis(700), 2, None).await;
+        let results = probe_all(
+            vec![own, sweeps],
+            Duration::from_millis(700),
+            Lanes::one(2),
+            None,
+        )
+        .await;
         for (r, after) in results.iter().zip(["200ms", "700ms"]) {
             assert_eq!(r.error_kind, Some(ErrorKind::Timeout), "{:?}", r.error);
             let error = r.error.as_deref().unwrap_or_default();

@@ -85,7 +85,7 @@ async fn wrong_secret_is_never_up() {
             .map(|p| target(p, node.port(p), "probe-net", "s3cret"))
             .collect(),
         Duration::from_secs(3),
-        16,
+        easytier_probe::probe::Lanes::one(16),
         None,
     )
     .await;
