@@ -390,6 +390,7 @@ fn api_at_scale(
                         error_kind: (!up).then_some(easytier_probe::domain::ErrorKind::Timeout),
                         error: None,
                         checked_at: at,
+                        candidates: Vec::new(),
                     };
                     (i.to_string(), r)
                 })

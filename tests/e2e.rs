@@ -13,6 +13,8 @@ mod common;
 mod contract;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/indirect.rs"]
+mod indirect;
 #[path = "e2e/probe_verdicts.rs"]
 mod probe_verdicts;
 #[path = "e2e/processes.rs"]
@@ -38,6 +40,7 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     trials.extend(probe_verdicts::trials());
+    trials.extend(indirect::trials());
     trials.extend(contract::trials());
     trials.extend(processes::trials());
     trials.extend(faults::trials());

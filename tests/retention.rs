@@ -73,6 +73,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     error_kind: Some(ErrorKind::Timeout),
                     error: Some("no EasyTier handshake within 3s".into()),
                     checked_at: at,
+                    candidates: Vec::new(),
                 }
             } else {
                 ProbeResult {
@@ -81,6 +82,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     error_kind: None,
                     error: None,
                     checked_at: at,
+                    candidates: Vec::new(),
                 }
             };
             (p.id.clone(), r)

@@ -236,8 +236,27 @@ fn node_row(
     } else {
         state.to_string()
     };
+    // An indirect peer: the URLs its page named, each with its state.
+    let via: String = latest
+        .into_iter()
+        .flat_map(|r| &r.candidates)
+        .map(|c| {
+            let (class, state) = if c.up {
+                ("up", "up".to_string())
+            } else {
+                (
+                    "down",
+                    c.error_kind.map_or("down", |k| k.as_str()).to_string(),
+                )
+            };
+            format!(
+                "<div class=\"via\">→ {} <span class=\"{class}\">{state}</span></div>",
+                html_escape(&c.url)
+            )
+        })
+        .collect();
     format!(
-        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}:{}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}:{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
         html_escape(&encode_segment(&peer.id)),
         html_escape(&peer.name),

@@ -88,6 +88,7 @@ async fn windows_over_every_level_match_hand_computed_figures() {
         error_kind: None,
         error: None,
         checked_at: at,
+        candidates: Vec::new(),
     };
     let m = chrono::Duration::minutes;
     // (minutes ago, p's RTT, q's RTT); None is a down check.
@@ -238,6 +239,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
         error_kind: Some(crate::domain::ErrorKind::ConnectRefused),
         error: Some("refused".into()),
         checked_at: Utc::now(),
+        candidates: Vec::new(),
     };
     let results = vec![("p".to_string(), down)];
     let summary = SweepSummary::from_results(Utc::now(), results.iter().map(|(_, r)| r));
@@ -435,6 +437,17 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
                 error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
                 error: None,
                 checked_at: now,
+                // p01 is an indirect peer, up through the one URL its page named.
+                candidates: (i == 1)
+                    .then(|| crate::domain::Candidate {
+                        url: "tcp://10.0.0.1:11010".into(),
+                        up: true,
+                        rtt_us: Some(29_000),
+                        error_kind: None,
+                        error: None,
+                    })
+                    .into_iter()
+                    .collect(),
             };
             (p.id.clone(), r)
         })
@@ -480,6 +493,14 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
         all["data"]["counts"],
         json!({"up": 30 - down.len() - unchecked.len(), "down": down.len(), "unchecked": unchecked.len()})
     );
+
+    // An indirect peer's URLs are shown with it; a direct peer has none.
+    let items = all["data"]["items"].as_array().unwrap();
+    assert_eq!(
+        items[1]["candidates"],
+        json!([{"url": "tcp://10.0.0.1:11010", "up": true, "rtt_ms": 29.0, "error_kind": null, "error": null}])
+    );
+    assert!(items[2].get("candidates").is_none());
 
     let (_, d) = get("?sort=-list&limit=2").await;
     assert_eq!(ids(&d), ["p29", "p28"]);
@@ -625,6 +646,7 @@ async fn the_status_page_pages_down_peers_first() {
                 error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
                 error: None,
                 checked_at: now,
+                candidates: Vec::new(),
             };
             (format!("p{i:03}"), r)
         })

@@ -119,6 +119,20 @@ pub struct NodeView {
     pub last_checked_at: Option<String>,
     /// Window name → uptime percentage (`null` without checks).
     pub uptime: BTreeMap<&'static str, Option<f64>>,
+    /// An indirect peer's (http, https): each peer URL its page named in the latest sweep,
+    /// with its verdict. Left out for direct peers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateView>,
+}
+
+/// One URL an indirect peer's page named, and its verdict.
+#[derive(Debug, Serialize)]
+pub struct CandidateView {
+    pub url: String,
+    pub up: bool,
+    pub rtt_ms: Option<f64>,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
 }
 
 impl NodeView {
@@ -139,6 +153,17 @@ impl NodeView {
             error_kind: latest.and_then(|r| r.error_kind),
             last_checked_at: latest.map(|r| rfc3339(r.checked_at)),
             uptime,
+            candidates: latest
+                .into_iter()
+                .flat_map(|r| &r.candidates)
+                .map(|c| CandidateView {
+                    url: c.url.clone(),
+                    up: c.up,
+                    rtt_ms: c.rtt_us.map(ms),
+                    error_kind: c.error_kind,
+                    error: c.error.clone(),
+                })
+                .collect(),
         }
     }
 }

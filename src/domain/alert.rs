@@ -396,6 +396,7 @@ mod tests {
             error_kind: (!up).then_some(ErrorKind::ConnectRefused),
             error: (!up).then(|| "refused".to_string()),
             checked_at: at,
+            candidates: Vec::new(),
         }
     }
 

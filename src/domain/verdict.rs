@@ -13,17 +13,20 @@ pub enum ErrorKind {
     HandshakeRejected,
     ProtocolError,
     UnsupportedProtocol,
+    /// An indirect peer URL (http, https) could not be resolved into peer URLs.
+    ResolveFailed,
 }
 
 impl ErrorKind {
     /// Every kind; the store keeps a kind as its index here, so only append.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Timeout,
         ErrorKind::ConnectRefused,
         ErrorKind::Dns,
         ErrorKind::HandshakeRejected,
         ErrorKind::ProtocolError,
         ErrorKind::UnsupportedProtocol,
+        ErrorKind::ResolveFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl ErrorKind {
             ErrorKind::HandshakeRejected => "handshake_rejected",
             ErrorKind::ProtocolError => "protocol_error",
             ErrorKind::UnsupportedProtocol => "unsupported_protocol",
+            ErrorKind::ResolveFailed => "resolve_failed",
         }
     }
 }
@@ -48,6 +52,20 @@ pub struct ProbeResult {
     /// Human-readable detail of a failure, for logs and the API.
     pub error: Option<String>,
     pub checked_at: DateTime<Utc>,
+    /// For an indirect peer (an http or https page naming peer URLs): each URL it named and
+    /// its verdict. Empty for a direct peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+}
+
+/// One peer URL an indirect peer's page named, and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub url: String,
+    pub up: bool,
+    pub rtt_us: Option<u64>,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
 }
 
 /// Aggregate of the latest sweep, which status-report sends.
@@ -98,6 +116,7 @@ mod tests {
             error_kind: None,
             error: None,
             checked_at: now,
+            candidates: Vec::new(),
         };
         let s = SweepSummary::from_results(
             now,

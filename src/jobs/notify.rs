@@ -482,6 +482,7 @@ mod tests {
                     error_kind: (!up).then_some(crate::domain::ErrorKind::Timeout),
                     error: (!up).then(|| "no answer".into()),
                     checked_at: at,
+                    candidates: Vec::new(),
                 };
                 (id.to_string(), r)
             })

@@ -218,6 +218,7 @@ mod tests {
             error_kind: None,
             error: None,
             checked_at: chrono::Utc::now(),
+            candidates: Vec::new(),
         };
         let previous = HashMap::from([
             ("up".to_string(), result(true)),

@@ -6,6 +6,7 @@
 //! our network secret still sends its handshake answer before it closes the connection.
 
 mod dns;
+pub mod indirect;
 pub mod limits;
 mod quic;
 
@@ -86,6 +87,9 @@ struct Progress {
 
 /// Probes one peer within `timeout`. Never panics the caller: see [`probe_all`].
 pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
+    if indirect::is_indirect(&target.protocol) {
+        return indirect::probe(target, timeout).await;
+    }
     let checked_at = Utc::now();
     let mut progress = Progress {
         stage: "resolving the host",
@@ -109,6 +113,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
             error_kind: None,
             error: None,
             checked_at,
+            candidates: Vec::new(),
         },
         Err(f) => ProbeResult {
             up: false,
@@ -116,6 +121,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
             error_kind: Some(f.kind),
             error: Some(f.detail),
             checked_at,
+            candidates: Vec::new(),
         },
     }
 }
@@ -160,6 +166,7 @@ pub async fn probe_all(
         error_kind: Some(kind),
         error: Some(detail),
         checked_at: Utc::now(),
+        candidates: Vec::new(),
     };
     let mut results: Vec<Option<ProbeResult>> = vec![None; targets.len()];
     let in_flight = std::sync::Mutex::new(std::collections::HashMap::new());
@@ -600,7 +607,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_protocols_are_unsupported() {
-        for p in ["http", "faketcp", "txt", ""] {
+        for p in ["faketcp", "txt", "srv", ""] {
             let r = probe(&target(p, "127.0.0.1", 1), Duration::from_secs(1)).await;
             assert!(!r.up);
             assert_eq!(r.error_kind, Some(ErrorKind::UnsupportedProtocol), "{p}");

@@ -43,6 +43,7 @@ impl Check {
                 .and_then(|i| ErrorKind::ALL.get(usize::from(i)).copied()),
             error: self.error.clone(),
             checked_at: from_millis(row_ms.saturating_add(self.offset_ms)),
+            candidates: Vec::new(),
         }
     }
 }

@@ -4,9 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::codec::{corrupt, decode, decode_chunk, encode, get_json, Check, Entry};
-use super::keys::{chunk_of, parse_row_key, row_key, KEY_LATEST_ROW, KEY_SWEEP};
+use super::keys::{chunk_of, parse_row_key, row_key, KEY_CANDIDATES, KEY_LATEST_ROW, KEY_SWEEP};
 use super::{Store, StoreError};
-use crate::domain::{Level, ProbeResult, SweepSummary};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Candidate, Level, ProbeResult, SweepSummary};
+
+/// The candidates of the indirect peers of the sweep whose raw row is at `at`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SweepCandidates {
+    at: i64,
+    peers: BTreeMap<String, Vec<Candidate>>,
+}
 
 impl Store {
     /// Stores one sweep as a raw row (every peer's check, which is also its latest result),
@@ -45,9 +54,20 @@ impl Store {
         // The row is one atomic batch; the pointer to it and the summary follow.
         self.inner.raw.apply_batch(row).map_err(|e| self.err(e))?;
         let summary = serde_json::to_vec(summary).map_err(|e| corrupt("sweep", e))?;
+        // The URLs indirect peers resolved to, with their verdicts, beside the row they go with.
+        let candidates = SweepCandidates {
+            at,
+            peers: results
+                .iter()
+                .filter(|(_, r)| !r.candidates.is_empty())
+                .map(|(id, r)| (id.clone(), r.candidates.clone()))
+                .collect(),
+        };
         let mut meta = sled::Batch::default();
         meta.insert(KEY_LATEST_ROW, &at.to_be_bytes());
         meta.insert(KEY_SWEEP, summary);
+        let candidates = serde_json::to_vec(&candidates).map_err(|e| corrupt("candidates", e))?;
+        meta.insert(KEY_CANDIDATES, candidates);
         self.inner.meta.apply_batch(meta).map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -86,7 +106,13 @@ impl Store {
         let Some(at) = self.newest_raw_ms()? else {
             return Ok(HashMap::new());
         };
-        Ok(self.sweep_at(at)?.into_iter().collect())
+        let mut latest: HashMap<String, ProbeResult> = self.sweep_at(at)?.into_iter().collect();
+        for (id, candidates) in self.kept_candidates(at) {
+            if let Some(r) = latest.get_mut(&id) {
+                r.candidates = candidates;
+            }
+        }
+        Ok(latest)
     }
 
     /// The checks of the raw row at `at`, by peer id (peers of the current list only).
@@ -126,7 +152,23 @@ impl Store {
         Ok(decode::<Vec<(u8, Check)>>(&v, "raw row")?
             .into_iter()
             .find(|(o, _)| *o == offset)
-            .map(|(_, c)| c.to_result(at)))
+            .map(|(_, c)| ProbeResult {
+                candidates: self.kept_candidates(at).remove(id).unwrap_or_default(),
+                ..c.to_result(at)
+            }))
+    }
+
+    /// The candidates of the indirect peers of the sweep at `at` (none when those kept are
+    /// of another sweep). Only shown, never judged on: a damaged value is left out.
+    fn kept_candidates(&self, at: i64) -> BTreeMap<String, Vec<Candidate>> {
+        let kept: Option<SweepCandidates> =
+            get_json(&self.inner.meta, KEY_CANDIDATES, "candidates").unwrap_or_else(|e| {
+                tracing::warn!("reading the indirect peers' candidates: {}", self.map(e));
+                None
+            });
+        kept.filter(|k| k.at == at)
+            .map(|k| k.peers)
+            .unwrap_or_default()
     }
 
     pub fn last_sweep(&self) -> Result<Option<SweepSummary>, StoreError> {

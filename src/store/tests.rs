@@ -21,6 +21,7 @@ fn result(up: bool, at: DateTime<Utc>) -> ProbeResult {
         error_kind: None,
         error: None,
         checked_at: at,
+        candidates: Vec::new(),
     }
 }
 
@@ -63,6 +64,43 @@ fn peer_list_replacement_counts_and_drops_latest_of_removed() {
         .map(|p| p.id)
         .collect();
     assert_eq!(ids, ["b", "c"]);
+}
+
+#[test]
+fn the_urls_an_indirect_peer_resolved_to_go_with_its_latest_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), "t").unwrap();
+    s.replace_peer_list(&list(&["page", "direct"])).unwrap();
+    let now = Utc::now();
+    let via = Candidate {
+        url: "tcp://10.0.0.1:11010".into(),
+        up: true,
+        rtt_us: Some(1500),
+        error_kind: None,
+        error: None,
+    };
+    let results = vec![
+        (
+            "page".to_string(),
+            ProbeResult {
+                candidates: vec![via.clone()],
+                ..result(true, now)
+            },
+        ),
+        ("direct".to_string(), result(true, now)),
+    ];
+    let summary = SweepSummary::from_results(now, results.iter().map(|(_, r)| r));
+    s.record_sweep(&results, &summary).unwrap();
+    let latest = s.latest_results().unwrap();
+    assert_eq!(latest["page"].candidates, std::slice::from_ref(&via));
+    assert!(latest["direct"].candidates.is_empty());
+    assert_eq!(s.latest_result("page").unwrap().unwrap().candidates, [via]);
+    // A later sweep where the page named nothing: its old URLs are not shown with it.
+    let later = now + Duration::seconds(5);
+    let results = vec![("page".to_string(), result(false, later))];
+    let summary = SweepSummary::from_results(later, results.iter().map(|(_, r)| r));
+    s.record_sweep(&results, &summary).unwrap();
+    assert!(s.latest_results().unwrap()["page"].candidates.is_empty());
 }
 
 fn list(ids: &[&str]) -> PeerList {

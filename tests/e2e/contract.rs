@@ -40,7 +40,7 @@ async fn jobs_make_the_contract_requests() {
         peer_entry(json!(1), "tcp", n.port("tcp"), "net-a", Some("secret-a")),
         // No secret in the entry: NETWORK_SECRET applies.
         peer_entry(json!("two"), "udp", n.port("udp"), "net-a", None),
-        peer_entry(json!(3), "http", 80, "net-a", None),
+        peer_entry(json!(3), "faketcp", 80, "net-a", None),
         // A bad entry: skipped with a reason, the good ones are used.
         peer_entry(json!(4), "tcp", 0, "net-a", None),
     ])
