@@ -325,6 +325,19 @@ fn dead_scenario(
     let (wall, m, j) = runs.swap_remove(1);
     let verdicts = j["summary"]["peers"].as_u64().unwrap_or(0);
     let reachable = j["summary"]["reachable"].as_u64().unwrap_or(0);
+    let mut down: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in j["summary"]["results"].as_array().into_iter().flatten() {
+        let id: usize = r["id"]
+            .as_str()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(usize::MAX);
+        if r["up"] != true && id < live {
+            *down.entry(r["error_kind"].to_string()).or_default() += 1;
+        }
+    }
+    if !down.is_empty() {
+        eprintln!("  live peers down at {n} with {dead} unresponsive: {down:?}");
+    }
     drop(silent);
     let line = format!(
         "| {n} | {dead} ({:.0} %) | {wall} ms | {} ms | {} ms | {peak:.1} MB | {} | {verdicts}/{n} | {reachable}/{live} |",

@@ -126,8 +126,9 @@ pub fn run(mut options: Options) -> ExitCode {
 }
 
 /// The demo's peer list: every protocol of node A, node B with the wrong secret, node C (which
-/// stops), a port nobody listens on and a protocol the probe cannot speak.
-fn demo_peers(a: &LocalNode, b: &LocalNode, c: &LocalNode) -> Vec<Value> {
+/// stops), a port nobody listens on, an http peer (a page on `page_port` naming node A's tcp
+/// listener) and a protocol the probe cannot speak.
+fn demo_peers(a: &LocalNode, b: &LocalNode, c: &LocalNode, page_port: u16) -> Vec<Value> {
     let mut peers = Vec::new();
     for (i, p) in ["tcp", "udp", "ws", "wss", "quic", "wg"].iter().enumerate() {
         let name = format!("node-a {p}");
@@ -163,8 +164,33 @@ fn demo_peers(a: &LocalNode, b: &LocalNode, c: &LocalNode) -> Vec<Value> {
         "demo-net",
         None,
     ));
-    peers.push(peer(11, "an http:// peer", "http", 80, "demo-net", None));
+    let secret = Some("demo-secret");
+    peers.push(peer(
+        11,
+        "an http:// peer",
+        "http",
+        page_port,
+        "demo-net",
+        secret,
+    ));
+    peers.push(peer(
+        12,
+        "a faketcp peer",
+        "faketcp",
+        a.port("tcp"),
+        "demo-net",
+        None,
+    ));
     peers
+}
+
+/// A page on loopback naming peer URLs, one a line, as an http peer's page does. Its port.
+async fn serve_page(body: String) -> anyhow::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let page = axum::Router::new().route("/", axum::routing::get(move || async move { body }));
+    tokio::spawn(async move { axum::serve(listener, page).await });
+    Ok(port)
 }
 
 /// Distributed mode against the demo backend, on short intervals (unless given).
@@ -199,7 +225,8 @@ async fn demo(mut options: Options, api: std::net::TcpListener) -> anyhow::Resul
     )?;
     let b = LocalNode::start("node-b", "other-net", "other-secret", &["tcp"])?;
     let c = LocalNode::start("node-c", "demo-net", "demo-secret", &["tcp", "udp"])?;
-    let peers = demo_peers(&a, &b, &c);
+    let page_port = serve_page(format!("tcp://127.0.0.1:{}\n", a.port("tcp"))).await?;
+    let peers = demo_peers(&a, &b, &c, page_port);
     let backend = DemoBackend::default();
     *backend.peers.lock().map_err(|_| anyhow::anyhow!("lock"))? = peers;
     let backend_url = backend

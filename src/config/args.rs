@@ -53,9 +53,10 @@ pub enum Command {
 /// Global options: every one is also an environment variable.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Options {
-    /// Fetch peers from and report to a backend.
+    /// Fetch peers from and report to a backend (a switch; `--distributed-mode=false` turns
+    /// it off over the environment).
     #[arg(long, global = true, env = "DISTRIBUTED_MODE_ENABLED", value_parser = parse_bool,
-          num_args = 0..=1, default_missing_value = "true")]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub distributed_mode: Option<bool>,
 
     /// Backend base URL, e.g. https://backend.example.com

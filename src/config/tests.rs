@@ -332,10 +332,12 @@ fn derived_concurrency_follows_the_open_files_limit() {
 fn peers_down_last_time_get_a_lane_beside_the_others() {
     let derived = ProbeSettings::default();
     // 10 000 peers, 2 000 down last time, at 20 000 descriptors: all 2 000 wait out their
-    // timeout beside the 2 048 answering ones, within the 4 096 bound.
-    assert_eq!(derived.lanes(20_000, 2000, 8000), (2000, 2048));
+    // timeout beside 1 024 answering ones, within the 4 096 bound.
+    assert_eq!(derived.lanes(20_000, 2000, 8000), (2000, 1024));
     // No peer down: the others' lane alone, up to its own maximum.
-    assert_eq!(derived.lanes(20_000, 0, 10_000).1, 2048);
+    assert_eq!(derived.lanes(20_000, 0, 10_000).1, 1024);
+    // More down than the bound leaves: the others keep their share.
+    assert_eq!(derived.lanes(20_000, 5000, 5000), (3072, 1024));
     // All down: the waiting lane takes what the bound allows.
     assert_eq!(derived.lanes(20_000, 1000, 0).0, 1000);
     assert_eq!(derived.lanes(1 << 20, 9000, 0).0, 4096);
@@ -350,4 +352,38 @@ fn peers_down_last_time_get_a_lane_beside_the_others() {
     assert_eq!(capped.lanes(20_000, 2000, 8000), (128, 128));
     assert_eq!(capped.lanes(20_000, 10, 8000), (10, 246));
     assert_eq!(capped.lanes(20_000, 2000, 10), (246, 10));
+}
+
+#[test]
+fn distributed_mode_is_a_switch_that_never_takes_the_command() {
+    // The spec's form, flag before the command: the command is not taken as its value.
+    let cli = parse(&[
+        "--distributed-mode",
+        "run-job",
+        "peer-fetch",
+        "--backend-base-url",
+        "http://b.test",
+        "--node-token",
+        "t",
+    ]);
+    assert!(
+        matches!(
+            cli.command,
+            Some(Command::RunJob {
+                job: crate::domain::JobName::PeerFetch,
+                ..
+            })
+        ),
+        "{:?}",
+        cli.command
+    );
+    assert_eq!(cli.options.distributed_mode, Some(true));
+    assert!(Settings::resolve(&cli.options, &env(&[]))
+        .unwrap()
+        .backend
+        .is_some());
+    // A value only with `=`, to turn it off over DISTRIBUTED_MODE_ENABLED.
+    let cli = parse(&["--distributed-mode=false", "serve"]);
+    assert_eq!(cli.options.distributed_mode, Some(false));
+    assert!(matches!(cli.command, Some(Command::Serve { .. })));
 }

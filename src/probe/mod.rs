@@ -6,6 +6,7 @@
 //! our network secret still sends its handshake answer before it closes the connection.
 
 mod dns;
+mod faketcp;
 pub mod indirect;
 pub mod limits;
 mod quic;
@@ -237,6 +238,9 @@ async fn attempt(
     progress: &mut Progress,
 ) -> Result<u64, Failure> {
     let protocol = target.protocol.as_str();
+    if protocol == "faketcp" {
+        return Err(faketcp::check(&target.host, target.port, budget).await);
+    }
     if !crate::domain::peer::is_supported(protocol) {
         return Err(fail(
             ErrorKind::UnsupportedProtocol,
@@ -607,10 +611,40 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_protocols_are_unsupported() {
-        for p in ["faketcp", "txt", "srv", ""] {
+        for p in ["txt", "srv", ""] {
             let r = probe(&target(p, "127.0.0.1", 1), Duration::from_secs(1)).await;
             assert!(!r.up);
             assert_eq!(r.error_kind, Some(ErrorKind::UnsupportedProtocol), "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn faketcp_says_only_what_its_tcp_port_shows() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        for (port, state) in [
+            (open.local_addr().unwrap().port(), "is open"),
+            (closed_port, "is closed"),
+        ] {
+            let r = probe(
+                &target("faketcp", "127.0.0.1", port),
+                Duration::from_secs(2),
+            )
+            .await;
+            assert!(!r.up);
+            assert_eq!(
+                r.error_kind,
+                Some(ErrorKind::UnsupportedProtocol),
+                "{:?}",
+                r.error
+            );
+            let error = r.error.unwrap_or_default();
+            assert!(
+                error.contains("raw sockets") && error.contains(state),
+                "{error}"
+            );
         }
     }
 

@@ -670,18 +670,21 @@ async fn demo() {
     let (code, nodes) =
         http(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/nodes"))).await;
     assert_eq!(code, 200);
-    assert_eq!(nodes["data"]["total"], 11);
+    assert_eq!(nodes["data"]["total"], 12);
     let items = nodes["data"]["items"].as_array().unwrap();
     let state = |id: &str| {
         let i = items.iter().find(|i| i["id"] == id).unwrap();
         (i["up"].clone(), i["error_kind"].clone())
     };
-    for id in ["1", "2", "3", "4", "5", "6", "8", "9"] {
+    for id in ["1", "2", "3", "4", "5", "6", "8", "9", "11"] {
         assert_eq!(state(id).0, json!(true), "peer {id}: {:?}", state(id));
     }
     assert_eq!(state("7"), (json!(false), json!("handshake_rejected")));
     assert_eq!(state("10"), (json!(false), json!("connect_refused")));
-    assert_eq!(state("11"), (json!(false), json!("unsupported_protocol")));
+    assert_eq!(state("12"), (json!(false), json!("unsupported_protocol")));
+    // The http peer is up through the URL its page names.
+    let page = items.iter().find(|i| i["id"] == "11").unwrap();
+    assert_eq!(page["candidates"][0]["up"], true, "{page}");
 
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
