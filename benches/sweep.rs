@@ -915,8 +915,9 @@ fn main() {
              their node's own network with its secret, as real peers are, and the real `easytier-probe` binary as a \
              child process (per-peer timeout 3 s, concurrency {CONCURRENCY}). Each sweep row is the median of {REPEATS} runs \
              (the lower bound and ours alternating), peak RSS the highest of them. The nodes share the 2 cores with the \
-             probe, so the node side's work is in every figure. Figures vary by some tens of percent from run to run; \
-             the machine was otherwise idle unless noted.\n\n{out}"
+             probe, so the node side's work is in every figure: \"nodes' CPU\" is the benchmark process's own CPU time \
+             while the sweep ran, and before each measured sweep the benchmark waits until the nodes are idle. Figures \
+             vary by some tens of percent from run to run; the machine was otherwise idle unless noted.\n\n{out}"
         );
         // The history retention figures come from tests/retention.rs, not from this run: keep them.
         let kept = std::fs::read_to_string(&path)
