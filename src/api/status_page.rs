@@ -256,13 +256,12 @@ fn node_row(
         })
         .collect();
     format!(
-        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}:{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
         html_escape(&encode_segment(&peer.id)),
         html_escape(&peer.name),
         html_escape(&peer.protocol),
-        html_escape(&peer.host),
-        peer.port,
+        html_escape(&crate::domain::peer::host_port(&peer.host, peer.port)),
         html_escape(&peer.network_name),
         latest
             .and_then(|r| r.rtt_us)

@@ -10,6 +10,15 @@ use super::secret::Secret;
 pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
 
 /// Whether the probe can speak `protocol` (lower-case).
+/// `host:port`, an IPv6 address in brackets (`[::1]:11010`), as in a URL.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 pub fn is_supported(protocol: &str) -> bool {
     SUPPORTED_PROTOCOLS.contains(&protocol)
 }
@@ -122,7 +131,7 @@ impl Peer {
         }
         let name = text("name")?
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("{protocol}://{host}:{port}"));
+            .unwrap_or_else(|| format!("{protocol}://{}", host_port(&host, port)));
         let network_secret = text("network_secret")?
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -341,6 +350,15 @@ mod tests {
         .unwrap();
         assert!(!p.is_supported());
         assert_eq!(p.name, "http://h:1");
+    }
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_its_name() {
+        let e = json!({"id": 1, "host": "[::1]", "port": 11010, "protocol": "tcp", "network_name": "x"});
+        let p = Peer::from_entry(0, &e).unwrap();
+        assert_eq!(p.host, "::1");
+        assert_eq!(p.name, "tcp://[::1]:11010");
+        assert_eq!(host_port("10.0.0.1", 1), "10.0.0.1:1");
     }
 
     #[test]

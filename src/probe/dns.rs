@@ -8,7 +8,9 @@ use crate::domain::ErrorKind;
 
 /// Resolves the host, refusing names that cannot be valid before any query is sent.
 pub(super) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
+    // An IPv6 literal may come bracketed, as in a URL.
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Ok(ip) = bare.unwrap_or(host).parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
     validate_host_name(host)?;

@@ -40,12 +40,8 @@ fn client() -> &'static reqwest::Client {
 
 /// The page's address for `target`.
 fn page_url(target: &Target) -> String {
-    let host = if target.host.contains(':') {
-        format!("[{}]", target.host)
-    } else {
-        target.host.clone()
-    };
-    format!("{}://{host}:{}/", target.protocol, target.port)
+    let address = crate::domain::peer::host_port(&target.host, target.port);
+    format!("{}://{address}/", target.protocol)
 }
 
 /// Probes an indirect peer: reads its page within `timeout`, then probes every URL named

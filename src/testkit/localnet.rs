@@ -119,7 +119,7 @@ pub fn free_port() -> u16 {
 /// A running EasyTier node (easytier 2.0.3, in its own thread and runtime). Stops on drop.
 pub struct LocalNode {
     pub name: String,
-    /// (protocol, port) of each listener on 127.0.0.1.
+    /// (protocol, port) of each listener on 127.0.0.1 (or `::1`, see [`LocalNode::start_ipv6`]).
     pub listeners: Vec<(String, u16)>,
     instance: NetworkInstance,
 }
@@ -133,6 +133,26 @@ impl LocalNode {
         secret: &str,
         protocols: &[&str],
     ) -> anyhow::Result<LocalNode> {
+        Self::start_at("127.0.0.1", name, network_name, secret, protocols)
+    }
+
+    /// As [`LocalNode::start`], listening on the IPv6 loopback `::1` instead.
+    pub fn start_ipv6(
+        name: &str,
+        network_name: &str,
+        secret: &str,
+        protocols: &[&str],
+    ) -> anyhow::Result<LocalNode> {
+        Self::start_at("[::1]", name, network_name, secret, protocols)
+    }
+
+    fn start_at(
+        host: &str,
+        name: &str,
+        network_name: &str,
+        secret: &str,
+        protocols: &[&str],
+    ) -> anyhow::Result<LocalNode> {
         // A port free when asked can be taken by someone else before the node binds it (tests
         // run in parallel): then try again with fresh ports.
         let mut last = None;
@@ -141,7 +161,7 @@ impl LocalNode {
                 .iter()
                 .map(|p| (p.to_string(), free_port()))
                 .collect();
-            match Self::start_once(name, network_name, secret, listeners) {
+            match Self::start_once(host, name, network_name, secret, listeners) {
                 Ok(node) => return Ok(node),
                 Err(e) if e.to_string().contains("failed to add listener") => last = Some(e),
                 Err(e) => return Err(e),
@@ -160,7 +180,7 @@ impl LocalNode {
     ) -> anyhow::Result<LocalNode> {
         let mut last = None;
         for _ in 0..50 {
-            match Self::start_once(name, network_name, secret, listeners.to_vec()) {
+            match Self::start_once("127.0.0.1", name, network_name, secret, listeners.to_vec()) {
                 Ok(node) => return Ok(node),
                 Err(e) if e.to_string().contains("failed to add listener") => last = Some(e),
                 Err(e) => return Err(e),
@@ -171,6 +191,7 @@ impl LocalNode {
     }
 
     fn start_once(
+        host: &str,
         name: &str,
         network_name: &str,
         secret: &str,
@@ -184,7 +205,7 @@ impl LocalNode {
         config.set_listeners(
             listeners
                 .iter()
-                .map(|(p, port)| format!("{p}://127.0.0.1:{port}").parse())
+                .map(|(p, port)| format!("{p}://{host}:{port}").parse())
                 .collect::<Result<_, _>>()?,
         );
         let flags = Flags {

@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
             plaintext_quic_is_up,
         ),
         trial("probe::udp_and_wg_survive_lost_packets", lossy_links_are_up),
+        trial("probe::ipv6_peers_on_loopback_are_up", ipv6_peers_are_up),
         trial(
             "probe::a_lost_quic_initial_is_no_reason_for_plaintext",
             lost_quic_initial,
@@ -52,6 +53,27 @@ async fn live_nodes_are_up_with_rtt() {
         if p != "wg" {
             assert!(r.up, "{p} foreign: {:?} {:?}", r.error_kind, r.error);
         }
+    }
+    stop_node(node).await;
+}
+
+async fn ipv6_peers_are_up() {
+    let node = tokio::task::spawn_blocking(|| {
+        easytier_probe::testkit::LocalNode::start_ipv6("v6", "probe-net", "s3cret", &PROTOCOLS)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    for p in PROTOCOLS {
+        let mut t = target(p, node.port(p), "probe-net", "s3cret");
+        // Bare, as a peer entry usually has it, and bracketed, as in a URL.
+        t.host = if p == "tcp" { "[::1]" } else { "::1" }.into();
+        let r = probe(&t, Duration::from_secs(3)).await;
+        assert!(r.up, "{p} on [::1]: {:?} {:?}", r.error_kind, r.error);
+        // The wrong secret on IPv6 is no more up than on IPv4.
+        t.network_secret = "wrong".into();
+        let r = probe(&t, Duration::from_secs(3)).await;
+        assert!(!r.up, "{p} on [::1] with a wrong secret");
     }
     stop_node(node).await;
 }
