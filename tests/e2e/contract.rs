@@ -140,6 +140,13 @@ async fn jobs_make_the_contract_requests() {
     let avg_ms = s["avg_rtt_ms"].as_f64().unwrap();
     assert!(meta["avg_peer_rtt"].as_u64().unwrap() as f64 <= avg_ms.max(1.0) * 10.0);
     stop_node(n).await;
+
+    // A log read from a pipe carries no colour codes.
+    let mut verbose = run("peer-fetch");
+    verbose.env("RUST_LOG", "easytier_probe=debug");
+    let logged = stderr(&output(verbose).await);
+    assert!(logged.contains("DEBUG"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "{logged:?}");
 }
 
 async fn no_key_no_region() {
