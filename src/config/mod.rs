@@ -142,17 +142,17 @@ impl ProbeSettings {
 
     /// The in-flight bound split in two lanes for a sweep of `waiting` peers that were down
     /// last time (probed first) and `others`: (waiting lane, others' lane), together within
-    /// [`Self::in_flight`]. The others get at least half the bound (all of it when no peer is
-    /// waiting), up to [`Self::MAX_DERIVED_ANSWERING`] when derived; the waiting peers what is
-    /// left. So a sweep takes about one timeout or the answering peers' work, whichever is
-    /// longer, when the bound holds both; neither lane waits on the other.
+    /// [`Self::in_flight`]; a waiting lane of 0 means one lane for all. The others get half the
+    /// bound (all of it when no peer is waiting), capped at [`Self::MAX_DERIVED_ANSWERING`] when
+    /// derived; the waiting peers what is left. So a sweep takes about one timeout or the
+    /// answering peers' work, whichever is longer, when the bound holds both.
     pub fn lanes(&self, open_files: u64, waiting: usize, others: usize) -> (usize, usize) {
         let (total, _) = self.in_flight(open_files);
         let answering_cap = self.concurrency.unwrap_or(Self::MAX_DERIVED_ANSWERING);
         let others_share = others.min(total.div_ceil(2)).min(answering_cap);
         let waiting_width = waiting.min(total - others_share);
         let width = (total - waiting_width).min(answering_cap).max(1);
-        (waiting_width.max(1), width)
+        (waiting_width, width)
     }
 }
 

@@ -348,7 +348,17 @@ fn peers_down_last_time_get_a_lane_beside_the_others() {
         concurrency: Some(256),
         ..ProbeSettings::default()
     };
-    assert_eq!(capped.lanes(20_000, 0, 10_000), (1, 256));
+    assert_eq!(capped.lanes(20_000, 0, 10_000), (0, 256));
+    // A bound of 1: one lane, never two probes at once.
+    let one = ProbeSettings {
+        concurrency: Some(1),
+        ..ProbeSettings::default()
+    };
+    assert_eq!(one.lanes(20_000, 5, 5), (0, 1));
+    for (waiting, others) in [(0, 10), (3, 0), (2000, 8000), (10, 8000), (2000, 10)] {
+        let (a, b) = capped.lanes(20_000, waiting, others);
+        assert!(a + b <= 256, "{waiting} {others}: {a} + {b}");
+    }
     assert_eq!(capped.lanes(20_000, 2000, 8000), (128, 128));
     assert_eq!(capped.lanes(20_000, 10, 8000), (10, 246));
     assert_eq!(capped.lanes(20_000, 2000, 10), (246, 10));

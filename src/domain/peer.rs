@@ -9,7 +9,6 @@ use super::secret::Secret;
 /// The protocols the probe can speak.
 pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
 
-/// Whether the probe can speak `protocol` (lower-case).
 /// `host:port`, an IPv6 address in brackets (`[::1]:11010`), as in a URL.
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -19,6 +18,7 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// Whether the probe can speak `protocol` (lower-case) directly.
 pub fn is_supported(protocol: &str) -> bool {
     SUPPORTED_PROTOCOLS.contains(&protocol)
 }

@@ -133,11 +133,13 @@ fn lanes(
             peers.len().div_ceil(in_flight)
         );
     }
-    let (waiting_width, width) = probe.lanes(open_files, waiting, peers.len() - waiting);
-    probe::Lanes {
-        waiting,
-        waiting_width,
-        width,
+    match probe.lanes(open_files, waiting, peers.len() - waiting) {
+        (0, width) => probe::Lanes::one(width),
+        (waiting_width, width) => probe::Lanes {
+            waiting,
+            waiting_width,
+            width,
+        },
     }
 }
 

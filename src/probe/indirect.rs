@@ -26,16 +26,22 @@ pub fn is_indirect(protocol: &str) -> bool {
     SCHEMES.contains(&protocol)
 }
 
+/// The longest URL taken from a page; longer lines are not peer URLs.
+const MAX_URL: usize = 512;
+
 /// The client for discovery pages: no redirects followed (a 3xx is the answer), rustls.
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("easytier-probe/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
-    })
+fn client() -> Result<&'static reqwest::Client, Failure> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("easytier-probe/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| fail(ErrorKind::ResolveFailed, format!("no HTTP client: {e}")))
 }
 
 /// The page's address for `target`.
@@ -109,9 +115,11 @@ fn judge(
     if left_out > 0 {
         detail.push_str(&format!(" ({left_out} more URLs not probed)"));
     }
-    let kind = candidates
-        .first()
-        .and_then(|c| c.error_kind)
+    // The first failure that says something of a node, before "cannot speak that URL".
+    let kinds = || candidates.iter().filter_map(|c| c.error_kind);
+    let kind = kinds()
+        .find(|k| *k != ErrorKind::UnsupportedProtocol)
+        .or_else(|| kinds().next())
         .unwrap_or(ErrorKind::ResolveFailed);
     down(
         checked_at,
@@ -134,7 +142,7 @@ fn down(checked_at: chrono::DateTime<Utc>, f: Failure, candidates: Vec<Candidate
 /// Reads the page and the URLs it names: (the first [`MAX_CANDIDATES`], how many more).
 async fn resolve(page: &str, target: &Target) -> Result<(Vec<String>, usize), Failure> {
     let resolve_failed = |detail: String| fail(ErrorKind::ResolveFailed, detail);
-    let mut response = client()
+    let mut response = client()?
         .get(page)
         .header("X-Network-Name", &target.network_name)
         .header(reqwest::header::CONNECTION, "close")
@@ -154,7 +162,12 @@ async fn resolve(page: &str, target: &Target) -> Result<(Vec<String>, usize), Fa
             Err(e) => return Err(resolve_failed(format!("reading {page}: {e}"))),
         }
     }
-    body.truncate(MAX_BODY);
+    if body.len() > MAX_BODY {
+        // Cut mid-line, the last line could be a wrong URL (`:11010` cut to `:110`): drop it.
+        body.truncate(MAX_BODY);
+        let whole = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        body.truncate(whole);
+    }
     let urls = match status {
         300..=399 => {
             let location = location.ok_or_else(|| {
@@ -213,7 +226,7 @@ fn from_body(body: &str) -> Vec<String> {
 
 fn dedup(mut urls: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    urls.retain(|u| seen.insert(u.clone()));
+    urls.retain(|u| u.len() <= MAX_URL && seen.insert(u.clone()));
     urls
 }
 
@@ -285,6 +298,19 @@ mod tests {
             ["tcp://a:1", "udp://b:2"]
         );
         assert!(from_body("<html>no urls</html>").is_empty());
+        let long = format!("tcp://{}.example:1", "a".repeat(600));
+        assert!(from_body(&long).is_empty());
+        assert_eq!(
+            page_url(&Target {
+                protocol: "http".into(),
+                host: "::1".into(),
+                port: 8080,
+                network_name: String::new(),
+                network_secret: String::new(),
+                timeout: None,
+            }),
+            "http://[::1]:8080/"
+        );
     }
 
     #[test]
