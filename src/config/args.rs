@@ -162,6 +162,11 @@ pub struct Options {
     /// Most probes in flight at once [default: derived from the open-files limit, at most 4096]
     #[arg(long, global = true, env = "PROBE_CONCURRENCY")]
     pub probe_concurrency: Option<String>,
+
+    /// DNS servers for peers' names and TXT/SRV records, e.g. "1.1.1.1, [2606:4700::1111]:53"
+    /// [default: the system's, from /etc/resolv.conf]
+    #[arg(long, global = true, env = "DNS_SERVERS")]
+    pub dns_servers: Option<String>,
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

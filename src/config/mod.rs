@@ -97,10 +97,12 @@ impl Settings {
     }
 }
 
-/// Probe tuning: `PROBE_TIMEOUT` and `PROBE_CONCURRENCY`.
+/// Probe tuning: `PROBE_TIMEOUT`, `PROBE_CONCURRENCY` and `DNS_SERVERS`.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub timeout: Duration,
+    /// The DNS servers asked; empty: the system's.
+    pub dns_servers: Vec<SocketAddr>,
     /// Probes in flight at most; `None`: derived from the open-files limit (see
     /// [`ProbeSettings::in_flight`]).
     pub concurrency: Option<usize>,
@@ -160,6 +162,7 @@ impl Default for ProbeSettings {
     fn default() -> Self {
         Self {
             timeout: Self::DEFAULT_TIMEOUT,
+            dns_servers: Vec::new(),
             concurrency: None,
         }
     }

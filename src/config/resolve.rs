@@ -1,6 +1,7 @@
 //! Options (flags, environment, `.env`) → [`Settings`], one function per section; every error
 //! names the flag and the variable to fix.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ fn data_dir(options: &Options, env: &dyn Env) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./easytier-probe-data"))
 }
 
-fn listen(options: &Options) -> Result<std::net::SocketAddr, ConfigError> {
+fn listen(options: &Options) -> Result<SocketAddr, ConfigError> {
     let raw = options.listen.as_deref().unwrap_or("127.0.0.1:8080");
     raw.trim().parse().map_err(|_| {
         ConfigError(format!(
@@ -234,7 +235,32 @@ fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
             }
         }
     }
+    if let Some(raw) = given(options.dns_servers.as_deref()) {
+        probe.dns_servers = dns_servers(raw)?;
+    }
     Ok(probe)
+}
+
+/// `DNS_SERVERS`: addresses separated by commas or spaces, each `IP` (port 53), `IP:port` or
+/// `[IPv6]:port`.
+fn dns_servers(raw: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    raw.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "DNS_SERVERS (--dns-servers) must be IP addresses, each with an optional \
+                         port (1.1.1.1, 1.1.1.1:53, [2606:4700::1111]:53), got {s:?}"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// Whole seconds, at least 1.

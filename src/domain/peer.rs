@@ -9,6 +9,13 @@ use super::secret::Secret;
 /// The protocols the probe can speak.
 pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
 
+/// The schemes of indirect peers: they name the real peer URL(s) (a page, a TXT record, SRV
+/// records) rather than being a peer.
+pub const INDIRECT_SCHEMES: [&str; 4] = ["http", "https", "txt", "srv"];
+
+/// Indirect schemes whose entries need no port: the records carry the ports.
+pub const PORTLESS_SCHEMES: [&str; 2] = ["txt", "srv"];
+
 /// `host:port`, an IPv6 address in brackets (`[::1]:11010`), as in a URL.
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -29,6 +36,7 @@ pub struct Peer {
     pub id: String,
     pub name: String,
     pub host: String,
+    /// 0 for a `txt` or `srv` peer given without one (its records carry the ports).
     pub port: u16,
     /// Lower-cased; may be a protocol we cannot speak (probed as `unsupported_protocol`).
     pub protocol: String,
@@ -112,11 +120,16 @@ impl Peer {
             }
         };
         let host = host(text("host")?).map_err(|reason| fail(&id, reason))?;
-        let port = port(obj.get("port")).map_err(|reason| fail(&id, reason))?;
         let protocol = text("protocol")?
             .map(|p| p.trim().to_ascii_lowercase())
             .filter(|p| !p.is_empty())
             .ok_or_else(|| fail(&id, "protocol is missing".into()))?;
+        let portless = PORTLESS_SCHEMES.contains(&protocol.as_str());
+        let port = match obj.get("port") {
+            None | Some(Value::Null) if portless => 0,
+            Some(Value::Number(n)) if portless && n.as_u64() == Some(0) => 0,
+            raw => port(raw).map_err(|reason| fail(&id, reason))?,
+        };
         let network_name = text("network_name")?
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
@@ -131,7 +144,10 @@ impl Peer {
         }
         let name = text("name")?
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("{protocol}://{}", host_port(&host, port)));
+            .unwrap_or_else(|| match port {
+                0 => format!("{protocol}://{host}"),
+                _ => format!("{protocol}://{}", host_port(&host, port)),
+            });
         let network_secret = text("network_secret")?
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -350,6 +366,32 @@ mod tests {
         .unwrap();
         assert!(!p.is_supported());
         assert_eq!(p.name, "http://h:1");
+    }
+
+    #[test]
+    fn txt_and_srv_entries_need_no_port_and_others_do() {
+        for (protocol, port) in [
+            ("txt", None),
+            ("srv", Some(json!(0))),
+            ("txt", Some(json!(5))),
+        ] {
+            let mut e = json!({"id": 1, "host": "peers.example", "protocol": protocol,
+                               "network_name": "x"});
+            if let Some(port) = port {
+                e["port"] = port;
+            }
+            let p = Peer::from_entry(0, &e).unwrap_or_else(|e| panic!("{protocol}: {e:?}"));
+            if p.port == 0 {
+                assert_eq!(p.name, format!("{protocol}://peers.example"));
+            }
+        }
+        for protocol in ["http", "tcp"] {
+            let e = json!({"id": 1, "host": "h", "protocol": protocol, "network_name": "x"});
+            assert!(
+                Peer::from_entry(0, &e).is_err(),
+                "{protocol} without a port"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::backend::BackendClient;
 use crate::config::Settings;
 use crate::domain::{Freshness, JobName, Schedule, SharedClock};
 use crate::notifier::Notifier;
+use crate::probe::Resolver;
 use crate::store::Store;
 
 /// The schedule in force: the spec's, unless the variable its `interval_variable` names is set.
@@ -40,6 +41,8 @@ pub struct JobContext {
     pub notifier: Notifier,
     /// The one clock jobs, the runner, the scheduler and the API read.
     pub clock: SharedClock,
+    /// Peers' names, one cache for every sweep of this process.
+    pub dns: Resolver,
     /// When this process started (before its first sweep, staleness counts from here).
     pub started_at: DateTime<Utc>,
 }
@@ -47,12 +50,14 @@ pub struct JobContext {
 impl JobContext {
     pub fn new(store: Store, settings: Arc<Settings>) -> Self {
         let backend = settings.backend.clone().map(BackendClient::new);
+        let dns = Resolver::new(&settings.probe.dns_servers);
         Self {
             store,
             settings,
             backend,
             notifier: Notifier::new(),
             clock: SharedClock::system(),
+            dns,
             started_at: Utc::now(),
         }
     }

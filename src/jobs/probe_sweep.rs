@@ -60,7 +60,7 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     let lanes = lanes(probe, &list.peers, &order, &previous);
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
-    let probed = probe::probe_all(targets, probe.timeout, lanes, Some(deadline)).await;
+    let probed = probe::probe_all(targets, probe.timeout, lanes, Some(deadline), &ctx.dns).await;
     let probed_in = started.elapsed();
     let results = in_list_order(&order, probed);
 

@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use super::dns::resolve;
-use super::{fail, Failure};
+use super::{fail, Failure, Resolver};
 use crate::domain::ErrorKind;
 
 /// What can be known of a faketcp peer within `budget`: always `unsupported_protocol`.
-pub(super) async fn check(host: &str, port: u16, budget: Duration) -> Failure {
+pub(super) async fn check(host: &str, port: u16, budget: Duration, dns: &Resolver) -> Failure {
     let unsupported = |state: String| {
         fail(
             ErrorKind::UnsupportedProtocol,
@@ -19,18 +18,26 @@ pub(super) async fn check(host: &str, port: u16, budget: Duration) -> Failure {
             ),
         )
     };
-    let addr = match resolve(host, port).await {
-        Ok(addr) => addr,
-        Err(f) => return unsupported(format!("could not be looked up ({})", f.detail)),
-    };
-    // Inside the probe's own timeout, so that it is never what answers.
+    // Inside the probe's own timeout, the lookup too, so that it is never what answers.
     let within = budget.mul_f64(0.75);
-    match tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => unsupported(format!("{addr} is open")),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+    let open = async {
+        let addr = dns
+            .addr(host, port)
+            .await
+            .map_err(|f| unsupported(format!("could not be looked up ({})", f.detail)))?;
+        let connected = tokio::net::TcpStream::connect(addr).await;
+        Ok::<_, Failure>((addr, connected))
+    };
+    match tokio::time::timeout(within, open).await {
+        Ok(Err(f)) => f,
+        Ok(Ok((addr, Ok(_)))) => unsupported(format!("{addr} is open")),
+        Ok(Ok((addr, Err(e)))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             unsupported(format!("{addr} is closed"))
         }
-        Ok(Err(e)) => unsupported(format!("{addr} could not be reached: {e}")),
-        Err(_) => unsupported(format!("{addr} did not answer within {within:?}")),
+        Ok(Ok((addr, Err(e)))) => unsupported(format!("{addr} could not be reached: {e}")),
+        Err(_) => unsupported(format!(
+            "{} did not answer within {within:?}",
+            crate::domain::peer::host_port(host, port)
+        )),
     }
 }

@@ -10,9 +10,11 @@ mod faketcp;
 pub mod indirect;
 pub mod limits;
 mod quic;
+mod sweep;
 
-use dns::resolve;
+pub use dns::Resolver;
 pub use quic::{remember_flavours as remember_quic_flavours, remembered_flavours as quic_flavours};
+pub use sweep::{probe_all, Lanes};
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -86,17 +88,18 @@ struct Progress {
     rtt_us: Option<u64>,
 }
 
-/// Probes one peer within `timeout`. Never panics the caller: see [`probe_all`].
-pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
+/// Probes one peer within `timeout`, its names resolved through `dns`. Never panics the
+/// caller: see [`probe_all`].
+pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeResult {
     if indirect::is_indirect(&target.protocol) {
-        return indirect::probe(target, timeout).await;
+        return indirect::probe(target, timeout, dns).await;
     }
     let checked_at = Utc::now();
     let mut progress = Progress {
         stage: "resolving the host",
         rtt_us: None,
     };
-    let outcome = tokio::time::timeout(timeout, attempt(target, timeout, &mut progress)).await;
+    let outcome = tokio::time::timeout(timeout, attempt(target, timeout, dns, &mut progress)).await;
     let verdict = match outcome {
         Ok(Ok(rtt_us)) => Ok(rtt_us),
         // The peer answered a ping already; a later ping running out of time does not undo that.
@@ -127,119 +130,15 @@ pub async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
     }
 }
 
-/// How many probes a sweep runs at once: the first `waiting` targets (peers down last time,
-/// which mostly wait out their timeout) at most `waiting_width` at once, beside the rest at
-/// most `width` at once, so neither holds the other up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lanes {
-    pub waiting: usize,
-    pub waiting_width: usize,
-    pub width: usize,
-}
-
-impl Lanes {
-    /// Every target in one lane of `width`.
-    pub fn one(width: usize) -> Self {
-        Self {
-            waiting: 0,
-            waiting_width: 1,
-            width,
-        }
-    }
-}
-
-/// Probes every target in its `lanes`, each within its own timeout or `timeout`; results in
-/// input order.
-/// Each probe runs in its own task, so a panic in one becomes that peer's failure. Peers still
-/// unanswered at `deadline` (queued or in flight) are `timeout`: every target gets a verdict.
-pub async fn probe_all(
-    targets: Vec<Target>,
-    timeout: Duration,
-    lanes: Lanes,
-    deadline: Option<tokio::time::Instant>,
-) -> Vec<ProbeResult> {
-    // Only a lane's width of probe tasks exist at any time: a probe's future holds its
-    // connector's whole state (TLS, websocket, ...), so spawning every probe up front would
-    // cost memory in proportion to the number of peers rather than to the widths.
-    let failed = |kind: ErrorKind, detail: String| ProbeResult {
-        up: false,
-        rtt_us: None,
-        error_kind: Some(kind),
-        error: Some(detail),
-        checked_at: Utc::now(),
-        candidates: Vec::new(),
-    };
-    let mut results: Vec<Option<ProbeResult>> = vec![None; targets.len()];
-    let in_flight = std::sync::Mutex::new(std::collections::HashMap::new());
-    let start = |(index, target): (usize, Target)| {
-        let timeout = target.timeout.unwrap_or(timeout);
-        let handle = tokio::spawn(async move { probe(&target, timeout).await });
-        if let Ok(mut f) = in_flight.lock() {
-            f.insert(index, handle.abort_handle());
-        }
-        async move { (index, handle.await) }
-    };
-    let mut targets = targets.into_iter().enumerate();
-    let waiting: Vec<_> = targets.by_ref().take(lanes.waiting).collect();
-    let waiting = futures::stream::iter(waiting)
-        .map(start)
-        .buffer_unordered(lanes.waiting_width.max(1));
-    let others = futures::stream::iter(targets)
-        .map(start)
-        .buffer_unordered(lanes.width.max(1));
-    let mut running = futures::stream::select(waiting, others);
-    let cut_off = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(cut_off);
-    loop {
-        let (index, joined) = tokio::select! {
-            next = running.next() => match next {
-                Some(done) => done,
-                None => break,
-            },
-            _ = &mut cut_off => break,
-        };
-        if let Ok(mut f) = in_flight.lock() {
-            f.remove(&index);
-        }
-        results[index] = Some(joined.unwrap_or_else(|e| {
-            failed(
-                ErrorKind::ProtocolError,
-                format!("the probe task failed: {e}"),
-            )
-        }));
-    }
-    drop(running);
-    if let Ok(f) = in_flight.lock() {
-        for handle in f.values() {
-            handle.abort();
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                failed(
-                    ErrorKind::Timeout,
-                    "no answer before the sweep's deadline (the sweep ran out of time)".into(),
-                )
-            })
-        })
-        .collect()
-}
-
 async fn attempt(
     target: &Target,
     budget: Duration,
+    dns: &Resolver,
     progress: &mut Progress,
 ) -> Result<u64, Failure> {
     let protocol = target.protocol.as_str();
     if protocol == "faketcp" {
-        return Err(faketcp::check(&target.host, target.port, budget).await);
+        return Err(faketcp::check(&target.host, target.port, budget, dns).await);
     }
     if !crate::domain::peer::is_supported(protocol) {
         return Err(fail(
@@ -247,7 +146,19 @@ async fn attempt(
             format!("protocol {protocol:?} is not one of tcp, udp, ws, wss, quic, wg"),
         ));
     }
-    let addr = resolve(&target.host, target.port).await?;
+    // A name server that never answers is a `dns` failure, not the peer's `timeout`.
+    let addr = tokio::time::timeout(budget * 3 / 4, dns.addr(&target.host, target.port))
+        .await
+        .map_err(|_| {
+            fail(
+                ErrorKind::Dns,
+                format!(
+                    "no DNS answer for {:?} within {:?}",
+                    target.host,
+                    budget * 3 / 4
+                ),
+            )
+        })??;
     // udp and wg carry our packets without retransmission, and their connectors wait forever
     // for an answer to their one opening packet: while a session has not opened, another is
     // started beside it every little while, and a ping without pong is sent again.
@@ -598,6 +509,20 @@ fn classify(e: TunnelError, during: &str) -> Failure {
 mod tests {
     use super::*;
 
+    /// The system resolver: every test here names hosts as IP literals or `localhost`.
+    async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
+        super::probe(target, timeout, &Resolver::default()).await
+    }
+
+    async fn probe_all(
+        targets: Vec<Target>,
+        timeout: Duration,
+        lanes: Lanes,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Vec<ProbeResult> {
+        super::probe_all(targets, timeout, lanes, deadline, &Resolver::default()).await
+    }
+
     fn target(protocol: &str, host: &str, port: u16) -> Target {
         Target {
             protocol: protocol.into(),
@@ -611,10 +536,31 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_protocols_are_unsupported() {
-        for p in ["txt", "srv", ""] {
+        for p in ["gopher", "faketcp6", ""] {
             let r = probe(&target(p, "127.0.0.1", 1), Duration::from_secs(1)).await;
             assert!(!r.up);
             assert_eq!(r.error_kind, Some(ErrorKind::UnsupportedProtocol), "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn txt_and_srv_peers_fail_on_names_no_server_could_hold_without_a_query() {
+        let long = format!("{}.example", "a".repeat(64));
+        for p in ["txt", "srv"] {
+            for (host, says) in [
+                ("127.0.0.1", "is an IP address"),
+                ("[::1]", "is an IP address"),
+                (long.as_str(), "label"),
+            ] {
+                let r = probe(&target(p, host, 0), Duration::from_secs(1)).await;
+                assert!(!r.up);
+                assert_eq!(r.error_kind, Some(ErrorKind::ResolveFailed), "{p} {host}");
+                assert!(
+                    r.error.as_deref().unwrap().contains(says),
+                    "{p}: {:?}",
+                    r.error
+                );
+            }
         }
     }
 

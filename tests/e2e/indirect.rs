@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use easytier_probe::domain::{ErrorKind, ProbeResult};
-use easytier_probe::probe::probe;
+use easytier_probe::probe::{probe, Resolver};
 use easytier_probe::testkit::free_port;
 use libtest_mimic::Trial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,7 +85,12 @@ fn redirect(status: u16, location: Option<&str>) -> Option<String> {
 }
 
 async fn probe_page(port: u16, timeout: Duration) -> ProbeResult {
-    probe(&target("http", port, "probe-net", "s3cret"), timeout).await
+    probe(
+        &target("http", port, "probe-net", "s3cret"),
+        timeout,
+        &Resolver::default(),
+    )
+    .await
 }
 
 async fn up_through_its_page() {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use easytier_probe::domain::ErrorKind;
-use easytier_probe::probe::probe;
+use easytier_probe::domain::{ErrorKind, ProbeResult};
+use easytier_probe::probe::{Resolver, Target};
 use easytier_probe::testkit::free_port;
 use libtest_mimic::Trial;
 
@@ -11,6 +11,11 @@ use crate::common::{lossy_udp_relay, node, plaintext_quic_bridge, stop_node, tar
 use crate::trial;
 
 const PROTOCOLS: [&str; 6] = ["tcp", "udp", "ws", "wss", "quic", "wg"];
+
+/// Every peer here is an IP literal: the system resolver is never asked.
+async fn probe(target: &Target, timeout: Duration) -> ProbeResult {
+    easytier_probe::probe::probe(target, timeout, &Resolver::default()).await
+}
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -109,6 +114,7 @@ async fn wrong_secret_is_never_up() {
         Duration::from_secs(3),
         easytier_probe::probe::Lanes::one(16),
         None,
+        &Resolver::default(),
     )
     .await;
     for (p, r) in PROTOCOLS.iter().zip(all) {
