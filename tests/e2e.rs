@@ -11,6 +11,8 @@ mod alerts;
 mod common;
 #[path = "e2e/contract.rs"]
 mod contract;
+#[path = "e2e/dns.rs"]
+mod dns;
 #[path = "e2e/faults.rs"]
 mod faults;
 #[path = "e2e/indirect.rs"]
@@ -41,6 +43,7 @@ fn main() {
     let mut trials = Vec::new();
     trials.extend(probe_verdicts::trials());
     trials.extend(indirect::trials());
+    trials.extend(dns::trials());
     trials.extend(contract::trials());
     trials.extend(processes::trials());
     trials.extend(faults::trials());

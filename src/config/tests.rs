@@ -397,3 +397,24 @@ fn distributed_mode_is_a_switch_that_never_takes_the_command() {
     assert_eq!(cli.options.distributed_mode, Some(false));
     assert!(matches!(cli.command, Some(Command::Serve { .. })));
 }
+
+#[test]
+fn dns_servers_take_addresses_with_optional_ports() {
+    let s = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+    assert!(s.probe.dns_servers.is_empty(), "none given: the system's");
+
+    let cli = parse(&["--dns-servers", "127.0.0.1:5353, 10.0.0.1 [::1]:53,::2"]);
+    let s = Settings::resolve(&cli.options, &env(&[])).unwrap();
+    let want: Vec<std::net::SocketAddr> = ["127.0.0.1:5353", "10.0.0.1:53", "[::1]:53", "[::2]:53"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(s.probe.dns_servers, want);
+
+    for bad in ["dns.google", "1.1.1.1:port", "300.1.1.1"] {
+        let cli = parse(&["--dns-servers", bad]);
+        let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
+        assert!(err.0.contains("DNS_SERVERS"), "{bad}: {err}");
+        assert!(err.0.contains(bad), "{bad}: {err}");
+    }
+}

@@ -158,7 +158,7 @@ async fn each_failure_has_its_kind() {
         (
             ok_body(&format!("tcp://127.0.0.1:{closed}")),
             ErrorKind::ConnectRefused,
-            "no URL of the page answered",
+            "/ answered: tcp://127.0.0.1:",
         ),
         // A page naming another page: EasyTier does not follow that either.
         (

@@ -60,7 +60,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
         }
     });
     let candidates = futures::future::join_all(probes).await;
-    judge(checked_at, candidates, left_out)
+    judge(checked_at, candidates, left_out, &source(target))
 }
 
 /// Where an indirect peer's URLs are read from, as a person would name it.
@@ -141,11 +141,12 @@ fn from_text<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
     )
 }
 
-/// The peer's verdict from its candidates'.
+/// The peer's verdict from its candidates', the URLs read from `source`.
 fn judge(
     checked_at: chrono::DateTime<Utc>,
     candidates: Vec<Candidate>,
     left_out: usize,
+    source: &str,
 ) -> ProbeResult {
     let best = candidates
         .iter()
@@ -178,7 +179,7 @@ fn judge(
         .unwrap_or(ErrorKind::ResolveFailed);
     down(
         checked_at,
-        fail(kind, format!("no URL of the page answered: {detail}")),
+        fail(kind, format!("no URL of {source} answered: {detail}")),
         candidates,
     )
 }
