@@ -404,6 +404,7 @@ fn api_at_scale(
                         error: None,
                         checked_at: at,
                         candidates: Vec::new(),
+                        node: None,
                     };
                     (i.to_string(), r)
                 })

@@ -74,6 +74,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     error: Some("no EasyTier handshake within 3s".into()),
                     checked_at: at,
                     candidates: Vec::new(),
+                    node: None,
                 }
             } else {
                 ProbeResult {
@@ -83,6 +84,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     error: None,
                     checked_at: at,
                     candidates: Vec::new(),
+                    node: None,
                 }
             };
             (p.id.clone(), r)

@@ -89,6 +89,7 @@ async fn windows_over_every_level_match_hand_computed_figures() {
         error: None,
         checked_at: at,
         candidates: Vec::new(),
+        node: None,
     };
     let m = chrono::Duration::minutes;
     // (minutes ago, p's RTT, q's RTT); None is a down check.
@@ -240,6 +241,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
         error: Some("refused".into()),
         checked_at: Utc::now(),
         candidates: Vec::new(),
+        node: None,
     };
     let results = vec![("p".to_string(), down)];
     let summary = SweepSummary::from_results(Utc::now(), results.iter().map(|(_, r)| r));
@@ -448,6 +450,7 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
                     })
                     .into_iter()
                     .collect(),
+                node: None,
             };
             (p.id.clone(), r)
         })
@@ -647,6 +650,7 @@ async fn the_status_page_pages_down_peers_first() {
                 error: None,
                 checked_at: now,
                 candidates: Vec::new(),
+                node: None,
             };
             (format!("p{i:03}"), r)
         })

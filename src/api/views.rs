@@ -123,6 +123,10 @@ pub struct NodeView {
     /// with its verdict. Left out for direct peers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateView>,
+    /// The EasyTier version the node said it runs when last read; `null` when never read.
+    pub version: Option<String>,
+    /// The node's host name, as it said it; `null` when never read.
+    pub hostname: Option<String>,
 }
 
 /// One URL an indirect peer's page named, and its verdict.
@@ -164,6 +168,12 @@ impl NodeView {
                     error: c.error.clone(),
                 })
                 .collect(),
+            version: latest
+                .and_then(|r| r.node.as_ref())
+                .map(|n| n.version.clone()),
+            hostname: latest
+                .and_then(|r| r.node.as_ref())
+                .and_then(|n| n.hostname.clone()),
         }
     }
 }

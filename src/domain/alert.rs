@@ -397,6 +397,7 @@ mod tests {
             error: (!up).then(|| "refused".to_string()),
             checked_at: at,
             candidates: Vec::new(),
+            node: None,
         }
     }
 

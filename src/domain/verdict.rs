@@ -56,6 +56,23 @@ pub struct ProbeResult {
     /// its verdict. Empty for a direct peer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
+    /// What the node said of itself after the handshake, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeInfo>,
+}
+
+/// What a node tells its peers of itself after a handshake (its route sync): read from what it
+/// sends while the probe pings it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The EasyTier version the node runs, e.g. `"2.0.3"` (as it says it; may carry a commit).
+    pub version: String,
+    /// Its host name (or the name it was given), without the `PublicServer_` prefix that a node
+    /// shows a foreign network.
+    pub hostname: Option<String>,
+    /// Whether it runs as a public server (relaying other networks).
+    #[serde(default)]
+    pub public_server: bool,
 }
 
 /// One peer URL an indirect peer's page named, and its verdict.
@@ -117,6 +134,7 @@ mod tests {
             error: None,
             checked_at: now,
             candidates: Vec::new(),
+            node: None,
         };
         let s = SweepSummary::from_results(
             now,

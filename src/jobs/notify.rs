@@ -483,6 +483,7 @@ mod tests {
                     error: (!up).then(|| "no answer".into()),
                     checked_at: at,
                     candidates: Vec::new(),
+                    node: None,
                 };
                 (id.to_string(), r)
             })

@@ -221,6 +221,7 @@ mod tests {
             error: None,
             checked_at: chrono::Utc::now(),
             candidates: Vec::new(),
+            node: None,
         };
         let previous = HashMap::from([
             ("up".to_string(), result(true)),

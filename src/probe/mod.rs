@@ -9,6 +9,7 @@ mod dns;
 mod faketcp;
 pub mod indirect;
 pub mod limits;
+mod node_info;
 mod quic;
 mod sweep;
 
@@ -35,6 +36,10 @@ const MAGIC: u32 = 0xd1e1a5e1;
 const HANDSHAKE_VERSION: u32 = 1;
 /// Pings after the handshake; the smallest RTT is kept (the first may include the peer's setup).
 const PINGS: u32 = 2;
+/// How long the node's route sync is waited for after the last pong, when it has not come yet
+/// (it mostly comes with the first packets after the handshake, within 2 ms; a node taking
+/// many connections at once sometimes sends none for seconds, and the last info read is kept).
+const NODE_INFO_GRACE: Duration = Duration::from_millis(300);
 /// Non-handshake packets tolerated before the handshake answer.
 const MAX_SKIPPED_PACKETS: usize = 16;
 
@@ -86,6 +91,8 @@ fn fail(kind: ErrorKind, detail: impl Into<String>) -> Failure {
 struct Progress {
     stage: &'static str,
     rtt_us: Option<u64>,
+    /// What the node said of itself, once read.
+    node: Option<crate::domain::NodeInfo>,
 }
 
 /// Probes one peer within `timeout`, its names resolved through `dns`. Never panics the
@@ -97,7 +104,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
     let checked_at = Utc::now();
     let mut progress = Progress {
         stage: "resolving the host",
-        rtt_us: None,
+        ..Progress::default()
     };
     let outcome = tokio::time::timeout(timeout, attempt(target, timeout, dns, &mut progress)).await;
     let verdict = match outcome {
@@ -118,6 +125,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
             error: None,
             checked_at,
             candidates: Vec::new(),
+            node: progress.node,
         },
         Err(f) => ProbeResult {
             up: false,
@@ -126,6 +134,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
             error: Some(f.detail),
             checked_at,
             candidates: Vec::new(),
+            node: None,
         },
     }
 }
@@ -171,14 +180,18 @@ async fn attempt(
     };
     let resend = lossy.then(|| resend_interval(budget));
     progress.stage = "waiting for the pong after the handshake";
-    ping_pong(session, resend, progress).await
+    let key = node_info::key(&target.network_secret);
+    ping_pong(session, resend, &key, progress).await
 }
 
 /// Pings the peer [`PINGS`] times on `session` (resending a ping every `resend` while its pong
 /// is missing) and returns the smallest round trip, microseconds.
+/// The node's route sync, read on the way with `key`, goes into `progress`; when it has not come
+/// by the last pong, it is waited for [`NODE_INFO_GRACE`] more.
 async fn ping_pong(
     session: Session,
     resend: Option<Duration>,
+    key: &[u8; 16],
     progress: &mut Progress,
 ) -> Result<u64, Failure> {
     let Session {
@@ -228,6 +241,9 @@ async fn ping_pong(
                 .peer_manager_header()
                 .is_none_or(|h| h.packet_type != PacketType::Pong as u8)
             {
+                if progress.node.is_none() {
+                    progress.node = node_info::read(&packet, peer_id, key);
+                }
                 continue;
             }
             let answered = packet
@@ -244,7 +260,25 @@ async fn ping_pong(
             }
         }
     }
-    best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))
+    let best = best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))?;
+    await_node_info(&mut stream, peer_id, key, progress).await;
+    Ok(best)
+}
+
+/// Reads the node's route sync for at most [`NODE_INFO_GRACE`], unless it came already.
+async fn await_node_info(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+    peer_id: u32,
+    key: &[u8; 16],
+    progress: &mut Progress,
+) {
+    let grace = tokio::time::Instant::now() + NODE_INFO_GRACE;
+    while progress.node.is_none() {
+        match tokio::time::timeout_at(grace, stream.next()).await {
+            Ok(Some(Ok(packet))) => progress.node = node_info::read(&packet, peer_id, key),
+            _ => break,
+        }
+    }
 }
 
 /// An open tunnel on which the peer answered our handshake.

@@ -116,5 +116,6 @@ fn failed(kind: ErrorKind, detail: String) -> ProbeResult {
         error: Some(detail),
         checked_at: Utc::now(),
         candidates: Vec::new(),
+        node: None,
     }
 }

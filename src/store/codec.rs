@@ -44,6 +44,7 @@ impl Check {
             error: self.error.clone(),
             checked_at: from_millis(row_ms.saturating_add(self.offset_ms)),
             candidates: Vec::new(),
+            node: None,
         }
     }
 }

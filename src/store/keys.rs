@@ -14,6 +14,8 @@ pub(super) const KEY_ROSTER: &[u8] = b"roster";
 pub(super) const KEY_QUIC_FLAVOURS: &[u8] = b"quic_flavours";
 /// The candidates indirect peers resolved to in the latest sweep (JSON).
 pub(super) const KEY_CANDIDATES: &[u8] = b"candidates";
+/// What each node said of itself when last read (version, host name), by peer id.
+pub(super) const KEY_NODE_INFO: &[u8] = b"node_info";
 pub(super) const KEY_HISTORY_TIME: &[u8] = b"history_time";
 pub(super) const KEY_JUMP_PENDING: &[u8] = b"jump_pending";
 pub(super) const KEY_NEXT_SLOT: &[u8] = b"next_slot";

@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::codec::{corrupt, decode, decode_chunk, encode, get_json, Check, Entry};
-use super::keys::{chunk_of, parse_row_key, row_key, KEY_CANDIDATES, KEY_LATEST_ROW, KEY_SWEEP};
+use super::keys::{
+    chunk_of, parse_row_key, row_key, KEY_CANDIDATES, KEY_LATEST_ROW, KEY_NODE_INFO, KEY_SWEEP,
+};
 use super::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Candidate, Level, ProbeResult, SweepSummary};
+use crate::domain::{Candidate, Level, NodeInfo, ProbeResult, SweepSummary};
 
 /// The candidates of the indirect peers of the sweep whose raw row is at `at`.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -68,8 +70,43 @@ impl Store {
         meta.insert(KEY_SWEEP, summary);
         let candidates = serde_json::to_vec(&candidates).map_err(|e| corrupt("candidates", e))?;
         meta.insert(KEY_CANDIDATES, candidates);
+        if let Some(infos) = self.merged_node_info(results, &roster) {
+            let infos = serde_json::to_vec(&infos).map_err(|e| corrupt("node info", e))?;
+            meta.insert(KEY_NODE_INFO, infos);
+        }
         self.inner.meta.apply_batch(meta).map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// The kept node info with what this sweep read, for the listed peers only; `None` when
+    /// nothing changed (then it is not written again).
+    fn merged_node_info(
+        &self,
+        results: &[(String, ProbeResult)],
+        roster: &[(String, u32)],
+    ) -> Option<BTreeMap<String, NodeInfo>> {
+        let kept = self.node_info();
+        let mut merged = kept.clone();
+        for (id, r) in results {
+            if let Some(node) = &r.node {
+                merged.insert(id.clone(), node.clone());
+            }
+        }
+        let listed: std::collections::HashSet<&str> =
+            roster.iter().map(|(id, _)| id.as_str()).collect();
+        merged.retain(|id, _| listed.contains(id.as_str()));
+        (merged != kept).then_some(merged)
+    }
+
+    /// What each node said of itself when last read, by peer id. Only shown, never judged on:
+    /// a damaged value is left out.
+    pub fn node_info(&self) -> BTreeMap<String, NodeInfo> {
+        get_json(&self.inner.meta, KEY_NODE_INFO, "node info")
+            .unwrap_or_else(|e| {
+                tracing::warn!("reading the nodes' info: {}", self.map(e));
+                None
+            })
+            .unwrap_or_default()
     }
 
     /// The time a sweep's raw row is stored at: its own, unless the clock is behind what has
@@ -110,6 +147,11 @@ impl Store {
         for (id, candidates) in self.kept_candidates(at) {
             if let Some(r) = latest.get_mut(&id) {
                 r.candidates = candidates;
+            }
+        }
+        for (id, node) in self.node_info() {
+            if let Some(r) = latest.get_mut(&id) {
+                r.node = Some(node);
             }
         }
         Ok(latest)
@@ -154,6 +196,7 @@ impl Store {
             .find(|(o, _)| *o == offset)
             .map(|(_, c)| ProbeResult {
                 candidates: self.kept_candidates(at).remove(id).unwrap_or_default(),
+                node: self.node_info().remove(id),
                 ..c.to_result(at)
             }))
     }

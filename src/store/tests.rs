@@ -22,6 +22,7 @@ fn result(up: bool, at: DateTime<Utc>) -> ProbeResult {
         error: None,
         checked_at: at,
         candidates: Vec::new(),
+        node: None,
     }
 }
 
@@ -101,6 +102,57 @@ fn the_urls_an_indirect_peer_resolved_to_go_with_its_latest_result() {
     let summary = SweepSummary::from_results(later, results.iter().map(|(_, r)| r));
     s.record_sweep(&results, &summary).unwrap();
     assert!(s.latest_results().unwrap()["page"].candidates.is_empty());
+}
+
+#[test]
+fn what_a_node_said_of_itself_is_kept_until_it_says_otherwise_or_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), "t").unwrap();
+    s.replace_peer_list(&list(&["a", "b"])).unwrap();
+    let info = |v: &str| NodeInfo {
+        version: v.into(),
+        hostname: Some("node-a".into()),
+        public_server: true,
+    };
+    let sweep = |at: DateTime<Utc>, a: Option<NodeInfo>| {
+        let results = vec![
+            (
+                "a".to_string(),
+                ProbeResult {
+                    node: a,
+                    ..result(true, at)
+                },
+            ),
+            ("b".to_string(), result(false, at)),
+        ];
+        let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+        s.record_sweep(&results, &summary).unwrap();
+    };
+    let now = Utc::now();
+    sweep(now, Some(info("2.0.3")));
+    assert_eq!(s.latest_results().unwrap()["a"].node, Some(info("2.0.3")));
+    assert_eq!(s.latest_results().unwrap()["b"].node, None);
+    // A sweep that read nothing of it keeps what was read; a new version replaces it.
+    sweep(now + Duration::seconds(5), None);
+    assert_eq!(
+        s.latest_result("a").unwrap().unwrap().node,
+        Some(info("2.0.3"))
+    );
+    sweep(now + Duration::seconds(10), Some(info("2.6.4")));
+    assert_eq!(
+        s.latest_result("a").unwrap().unwrap().node,
+        Some(info("2.6.4"))
+    );
+    // A peer that leaves the list takes its info with it at the next sweep.
+    s.replace_peer_list(&list(&["b"])).unwrap();
+    let at = now + Duration::seconds(15);
+    let results = vec![("b".to_string(), result(true, at))];
+    s.record_sweep(
+        &results,
+        &SweepSummary::from_results(at, results.iter().map(|(_, r)| r)),
+    )
+    .unwrap();
+    assert!(s.node_info().is_empty());
 }
 
 fn list(ids: &[&str]) -> PeerList {

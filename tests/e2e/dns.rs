@@ -10,7 +10,9 @@ use easytier_probe::probe::{probe, Resolver, Target};
 use easytier_probe::testkit::{free_port, DnsServer};
 use libtest_mimic::Trial;
 
-use crate::common::{bin, node, output, peer_entry, stderr, stdout_json, stop_node, target};
+use crate::common::{
+    bin, node, output, peer_entry, stderr, stdout_json, stop_node, target, ServeProcess,
+};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -30,6 +32,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "dns::run_job_asks_the_servers_dns_servers_names",
             run_job_asks_dns_servers,
+        ),
+        trial(
+            "api::an_up_nodes_version_and_host_name_are_in_api_nodes",
+            node_info_in_the_api,
         ),
     ]
 }
@@ -302,6 +308,7 @@ async fn run_job_asks_dns_servers() {
         assert_eq!(stdout_json(&o)["outcome"], "ok", "{job}");
     }
     stop_node(node).await;
+
     let store = easytier_probe::store::Store::open(&dir.path().join("data"), "test").unwrap();
     let results = store.latest_results().unwrap();
     assert_eq!(results.len(), 3, "{results:?}");
@@ -317,4 +324,49 @@ async fn run_job_asks_dns_servers() {
         format!("tcp://node.example.test:{tcp}")
     );
     assert!(server.queries("peers.example.test") >= 1);
+}
+
+/// What a node said of itself after the handshake (its route sync) is in `/api/nodes`, kept
+/// from the sweep that read it. A node sometimes sends none to a new connection, so up to three
+/// sweeps are run.
+async fn node_info_in_the_api() {
+    let node = node("info-api", "probe-net", "s3cret", &["tcp"]).await;
+    let entry = peer_entry(
+        serde_json::json!(1),
+        "tcp",
+        node.port("tcp"),
+        "probe-net",
+        Some("s3cret"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let peers = dir.path().join("peers.json");
+    std::fs::write(&peers, serde_json::json!([entry]).to_string()).unwrap();
+    let run = |job: &'static str| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", dir.path().join("data"))
+            .env("PEERS_FILE", &peers)
+            .args(["run-job", job]);
+        c
+    };
+    assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
+    let mut nodes = serde_json::Value::Null;
+    for _ in 0..3 {
+        assert_eq!(output(run("probe-sweep")).await.status.code(), Some(0));
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", dir.path().join("data"))
+            .env("PEERS_FILE", &peers)
+            .args(["serve", "--no-schedule"]);
+        let mut serve = ServeProcess::start(c, dir.path()).await;
+        nodes = serve.get("/api/nodes").await.1;
+        serve.terminate(Duration::from_secs(10)).await;
+        if !nodes["data"]["items"][0]["version"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop_node(node).await;
+    let item = &nodes["data"]["items"][0];
+    assert_eq!(item["up"], true, "{nodes}");
+    assert_eq!(item["version"], "2.0.3", "{nodes}");
+    assert_eq!(item["hostname"], "info-api", "{nodes}");
 }

@@ -161,6 +161,7 @@ fn judge(
             error: None,
             checked_at,
             candidates,
+            node: None,
         };
     }
     let mut detail = candidates
@@ -192,6 +193,7 @@ fn down(checked_at: chrono::DateTime<Utc>, f: Failure, candidates: Vec<Candidate
         error: Some(f.detail),
         checked_at,
         candidates,
+        node: None,
     }
 }
 
