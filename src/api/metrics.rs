@@ -12,9 +12,10 @@ use super::ApiState;
 use crate::domain::JobName;
 
 /// Every metric `/metrics` serves (deploy/prometheus/alerts.yml may name only these).
-pub const METRICS: [&str; 8] = [
+pub const METRICS: [&str; 9] = [
     "easytier_probe_peer_up",
     "easytier_probe_peer_rtt_seconds",
+    "easytier_probe_peer_info",
     "easytier_probe_job_runs_total",
     "easytier_probe_job_last_success_timestamp_seconds",
     "easytier_probe_sweep_duration_seconds",
@@ -38,10 +39,14 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
     let region = label(ctx.settings.region.as_deref().unwrap_or(""));
     let mut up = String::new();
     let mut rtt = String::new();
+    let mut info = String::new();
     for peer in &peers {
         let Some(latest) = latest.get(&peer.id) else {
             continue;
         };
+        if let Some(node) = &latest.node {
+            node_info(&mut info, &peer.id, node);
+        }
         let labels = format!(
             "id=\"{}\",name=\"{}\",protocol=\"{}\",region=\"{}\"",
             label(&peer.id),
@@ -87,6 +92,8 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
          # TYPE easytier_probe_peer_up gauge\n{up}\
          # HELP easytier_probe_peer_rtt_seconds EasyTier ping/pong round trip of the last probe.\n\
          # TYPE easytier_probe_peer_rtt_seconds gauge\n{rtt}\
+         # HELP easytier_probe_peer_info What the node said of itself when last read (1).\n\
+         # TYPE easytier_probe_peer_info gauge\n{info}\
          # HELP easytier_probe_job_runs_total Job runs by this process, by outcome.\n\
          # TYPE easytier_probe_job_runs_total counter\n{runs}\
          # HELP easytier_probe_job_last_success_timestamp_seconds Start of the last successful run.\n\
@@ -100,6 +107,17 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
         body,
     )
         .into_response())
+}
+
+/// One peer's `easytier_probe_peer_info` series.
+fn node_info(out: &mut String, id: &str, node: &crate::domain::NodeInfo) {
+    let _ = writeln!(
+        out,
+        "easytier_probe_peer_info{{id=\"{}\",version=\"{}\",hostname=\"{}\"}} 1",
+        label(id),
+        label(&node.version),
+        label(node.hostname.as_deref().unwrap_or(""))
+    );
 }
 
 /// The histogram of how long probe sweeps took, over the store's life (timer-run sweeps too).

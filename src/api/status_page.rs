@@ -255,8 +255,23 @@ fn node_row(
             )
         })
         .collect();
+    // What the node said of itself: its EasyTier version and host name.
+    let about = latest
+        .and_then(|r| r.node.as_ref())
+        .map(|n| {
+            let host = n
+                .hostname
+                .as_deref()
+                .map(|h| format!(" · {}", html_escape(h)));
+            format!(
+                "<div class=\"via\">EasyTier {}{}</div>",
+                html_escape(&n.version),
+                host.unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "<tr id=\"peer-{}\"><td>{}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td>{}{about}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
         html_escape(&encode_segment(&peer.id)),
         html_escape(&peer.name),

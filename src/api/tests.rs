@@ -450,7 +450,12 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
                     })
                     .into_iter()
                     .collect(),
-                node: None,
+                // p02's node said what it runs.
+                node: (i == 2).then(|| crate::domain::NodeInfo {
+                    version: "2.6.4".into(),
+                    hostname: Some("node-<two>".into()),
+                    public_server: true,
+                }),
             };
             (p.id.clone(), r)
         })
@@ -504,6 +509,22 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
         json!([{"url": "tcp://10.0.0.1:11010", "up": true, "rtt_ms": 29.0, "error_kind": null, "error": null}])
     );
     assert!(items[2].get("candidates").is_none());
+    // What a node said of itself; null where nothing was read.
+    assert_eq!(
+        (&items[2]["version"], &items[2]["hostname"]),
+        (&json!("2.6.4"), &json!("node-<two>"))
+    );
+    assert_eq!(
+        (&items[3]["version"], &items[3]["hostname"]),
+        (&Value::Null, &Value::Null)
+    );
+    let page = reqwest::get(format!("http://{addr}/?q=p02"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("EasyTier 2.6.4 · node-&lt;two&gt;"), "{page}");
 
     let (_, d) = get("?sort=-list&limit=2").await;
     assert_eq!(ids(&d), ["p29", "p28"]);

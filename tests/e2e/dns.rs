@@ -326,7 +326,8 @@ async fn run_job_asks_dns_servers() {
     assert!(server.queries("peers.example.test") >= 1);
 }
 
-/// What a node said of itself after the handshake (its route sync) is in `/api/nodes`, kept
+/// What a node said of itself after the handshake (its route sync) is in `/api/nodes` and
+/// `/metrics` (`easytier_probe_peer_info`), kept
 /// from the sweep that read it. A node sometimes sends none to a new connection, so up to three
 /// sweeps are run.
 async fn node_info_in_the_api() {
@@ -349,7 +350,7 @@ async fn node_info_in_the_api() {
         c
     };
     assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
-    let mut nodes = serde_json::Value::Null;
+    let (mut nodes, mut metrics) = (serde_json::Value::Null, serde_json::Value::Null);
     for _ in 0..3 {
         assert_eq!(output(run("probe-sweep")).await.status.code(), Some(0));
         let mut c = bin(dir.path());
@@ -358,6 +359,7 @@ async fn node_info_in_the_api() {
             .args(["serve", "--no-schedule"]);
         let mut serve = ServeProcess::start(c, dir.path()).await;
         nodes = serve.get("/api/nodes").await.1;
+        metrics = serve.get("/metrics").await.1;
         serve.terminate(Duration::from_secs(10)).await;
         if !nodes["data"]["items"][0]["version"].is_null() {
             break;
@@ -369,4 +371,7 @@ async fn node_info_in_the_api() {
     assert_eq!(item["up"], true, "{nodes}");
     assert_eq!(item["version"], "2.0.3", "{nodes}");
     assert_eq!(item["hostname"], "info-api", "{nodes}");
+    let metrics = metrics.as_str().unwrap_or_default();
+    let series = r#"easytier_probe_peer_info{id="1",version="2.0.3",hostname="info-api"} 1"#;
+    assert!(metrics.lines().any(|l| l == series), "{metrics}");
 }
