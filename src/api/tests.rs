@@ -8,6 +8,12 @@ use super::*;
 use crate::domain::Bucket;
 
 /// The API over `runner`'s context on a loopback port of its own, until the test ends.
+/// The body of `GET http://{addr}{path}`, as text.
+async fn text(addr: std::net::SocketAddr, path: &str) -> String {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    r.text().await.unwrap()
+}
+
 async fn serve(runner: Runner) -> std::net::SocketAddr {
     let state = ApiState {
         runner,
@@ -253,12 +259,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
         .unwrap();
 
     let addr = serve(runner).await;
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text(addr, "/metrics").await;
     let declared: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -360,12 +361,7 @@ async fn overrunning_sweeps_degrade_health_and_fill_the_histogram() {
         "{why}"
     );
 
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text(addr, "/metrics").await;
     let bucket = |le: &str| {
         metric(
             &text,
@@ -518,12 +514,7 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
         (&items[3]["version"], &items[3]["hostname"]),
         (&Value::Null, &Value::Null)
     );
-    let page = reqwest::get(format!("http://{addr}/?q=p02"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text(addr, "/?q=p02").await;
     assert!(page.contains("EasyTier 2.6.4 · node-&lt;two&gt;"), "{page}");
 
     let (_, d) = get("?sort=-list&limit=2").await;

@@ -145,6 +145,7 @@ impl NodeView {
         latest: Option<&ProbeResult>,
         uptime: BTreeMap<&'static str, Option<f64>>,
     ) -> Self {
+        let node = latest.and_then(|r| r.node.as_ref());
         NodeView {
             id: peer.id.clone(),
             name: peer.name.clone(),
@@ -168,12 +169,8 @@ impl NodeView {
                     error: c.error.clone(),
                 })
                 .collect(),
-            version: latest
-                .and_then(|r| r.node.as_ref())
-                .map(|n| n.version.clone()),
-            hostname: latest
-                .and_then(|r| r.node.as_ref())
-                .and_then(|n| n.hostname.clone()),
+            version: node.map(|n| n.version.clone()),
+            hostname: node.and_then(|n| n.hostname.clone()),
         }
     }
 }

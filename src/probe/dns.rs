@@ -8,9 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
@@ -214,18 +212,9 @@ pub(super) fn domain_name(name: &str) -> Result<(), Failure> {
 /// A server of `DNS_SERVERS`: UDP, and TCP for answers too long for a datagram.
 fn name_server(addr: SocketAddr) -> NameServerConfig {
     let mut config = NameServerConfig::udp_and_tcp(addr.ip());
-    config.connections = ["udp", "tcp"]
-        .into_iter()
-        .map(|p| {
-            let mut c = if p == "udp" {
-                ConnectionConfig::udp()
-            } else {
-                ConnectionConfig::tcp()
-            };
-            c.port = addr.port();
-            c
-        })
-        .collect();
+    for connection in &mut config.connections {
+        connection.port = addr.port();
+    }
     config
 }
 

@@ -92,6 +92,9 @@ impl Store {
                 merged.insert(id.clone(), node.clone());
             }
         }
+        if merged.is_empty() {
+            return None; // nothing kept, nothing read
+        }
         let listed: std::collections::HashSet<&str> =
             roster.iter().map(|(id, _)| id.as_str()).collect();
         merged.retain(|id, _| listed.contains(id.as_str()));

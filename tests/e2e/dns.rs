@@ -50,8 +50,12 @@ fn named(protocol: &str, host: &str, port: u16) -> Target {
     }
 }
 
-fn urls(r: &ProbeResult) -> Vec<&str> {
-    r.candidates.iter().map(|c| c.url.as_str()).collect()
+/// `r` is up through exactly the URLs `want`, in that order, each of them up.
+fn up_through(r: &ProbeResult, want: &[String]) {
+    assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
+    let urls: Vec<&str> = r.candidates.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(urls, want);
+    assert!(r.candidates.iter().all(|c| c.up), "{:?}", r.candidates);
 }
 
 async fn up_through_dns() {
@@ -70,15 +74,13 @@ async fn up_through_dns() {
     let record = format!("tcp://127.0.0.1:{tcp} udp://node.example.test:{udp}");
     server.txt("peers.example.test", &record, 300);
     let r = probe(&named("txt", "peers.example.test", 0), TIMEOUT, &dns).await;
-    assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
-    assert_eq!(
-        urls(&r),
-        [
+    up_through(
+        &r,
+        &[
             format!("tcp://127.0.0.1:{tcp}"),
-            format!("udp://node.example.test:{udp}")
-        ]
+            format!("udp://node.example.test:{udp}"),
+        ],
     );
-    assert!(r.candidates.iter().all(|c| c.up), "{:?}", r.candidates);
 
     // srv: _easytier._<scheme>.<domain>, lowest priority first; a port 0 is no peer.
     server.srv(
@@ -103,15 +105,13 @@ async fn up_through_dns() {
         300,
     );
     let r = probe(&named("srv", "srv.example.test", 0), TIMEOUT, &dns).await;
-    assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
-    assert_eq!(
-        urls(&r),
-        [
+    up_through(
+        &r,
+        &[
             format!("tcp://node.example.test:{tcp}"),
-            format!("udp://node.example.test:{udp}")
-        ]
+            format!("udp://node.example.test:{udp}"),
+        ],
     );
-    assert!(r.candidates.iter().all(|c| c.up), "{:?}", r.candidates);
     stop_node(node).await;
 
     // A name with only an AAAA record reaches a node on ::1.
@@ -327,9 +327,8 @@ async fn run_job_asks_dns_servers() {
 }
 
 /// What a node said of itself after the handshake (its route sync) is in `/api/nodes` and
-/// `/metrics` (`easytier_probe_peer_info`), kept
-/// from the sweep that read it. A node sometimes sends none to a new connection, so up to three
-/// sweeps are run.
+/// `/metrics` (`easytier_probe_peer_info`), kept from the sweep that read it. A node sometimes
+/// sends none to a new connection, so up to three sweeps are run.
 async fn node_info_in_the_api() {
     let node = node("info-api", "probe-net", "s3cret", &["tcp"]).await;
     let entry = peer_entry(
@@ -342,22 +341,20 @@ async fn node_info_in_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let peers = dir.path().join("peers.json");
     std::fs::write(&peers, serde_json::json!([entry]).to_string()).unwrap();
-    let run = |job: &'static str| {
+    let command = |args: &[&str]| {
         let mut c = bin(dir.path());
         c.env("DATA_DIR", dir.path().join("data"))
             .env("PEERS_FILE", &peers)
-            .args(["run-job", job]);
+            .args(args);
         c
     };
-    assert_eq!(output(run("peer-fetch")).await.status.code(), Some(0));
+    let fetched = output(command(&["run-job", "peer-fetch"])).await;
+    assert_eq!(fetched.status.code(), Some(0));
     let (mut nodes, mut metrics) = (serde_json::Value::Null, serde_json::Value::Null);
     for _ in 0..3 {
-        assert_eq!(output(run("probe-sweep")).await.status.code(), Some(0));
-        let mut c = bin(dir.path());
-        c.env("DATA_DIR", dir.path().join("data"))
-            .env("PEERS_FILE", &peers)
-            .args(["serve", "--no-schedule"]);
-        let mut serve = ServeProcess::start(c, dir.path()).await;
+        let swept = output(command(&["run-job", "probe-sweep"])).await;
+        assert_eq!(swept.status.code(), Some(0));
+        let mut serve = ServeProcess::start(command(&["serve", "--no-schedule"]), dir.path()).await;
         nodes = serve.get("/api/nodes").await.1;
         metrics = serve.get("/metrics").await.1;
         serve.terminate(Duration::from_secs(10)).await;
