@@ -378,6 +378,7 @@ fn api_at_scale(
                 network_name: "public".into(),
                 network_secret: None,
                 timeout_ms: None,
+                secure: None,
             })
             .collect();
         store
@@ -405,6 +406,7 @@ fn api_at_scale(
                         checked_at: at,
                         candidates: Vec::new(),
                         node: None,
+                        node_key: None,
                     };
                     (i.to_string(), r)
                 })

@@ -23,10 +23,17 @@ mod probe_verdicts;
 mod processes;
 #[path = "e2e/truth.rs"]
 mod truth;
+#[path = "e2e/upstream.rs"]
+mod upstream;
 
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
+    // The upstream core is installed (from PyPI, once) while the network is still reachable.
+    if let Err(e) = easytier_probe::testkit::upstream::prepare() {
+        eprintln!("error: the end-to-end tests need the upstream EasyTier core and could not install it: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = easytier_probe::testkit::isolate_network() {
         eprintln!(
             "error: the end-to-end tests need a private network namespace and could not make one: {e}\n\
@@ -49,6 +56,7 @@ fn main() {
     trials.extend(faults::trials());
     trials.extend(truth::trials());
     trials.extend(alerts::trials());
+    trials.extend(upstream::trials());
     trials.push(
         trial("faults::full_disk_then_space_returns", faults::full_disk)
             .with_ignored_flag(mounts.is_err()),

@@ -33,6 +33,7 @@ fn peer() -> Peer {
         network_name: "public".into(),
         network_secret: None,
         timeout_ms: None,
+        secure: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn peers(n: usize) -> PeerList {
                 network_name: "public".into(),
                 network_secret: None,
                 timeout_ms: None,
+                secure: None,
             })
             .collect(),
     }
@@ -75,6 +76,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     checked_at: at,
                     candidates: Vec::new(),
                     node: None,
+                    node_key: None,
                 }
             } else {
                 ProbeResult {
@@ -85,6 +87,7 @@ fn sweep(rng: &mut Rng, list: &PeerList, at: DateTime<Utc>) -> Vec<(String, Prob
                     checked_at: at,
                     candidates: Vec::new(),
                     node: None,
+                    node_key: None,
                 }
             };
             (p.id.clone(), r)

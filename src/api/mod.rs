@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/nodes", get(nodes::nodes))
         .route("/api/nodes/{id}/health", get(nodes::node_health))
+        .route("/api/nodes/{id}/key/accept", post(nodes::accept_key))
         .route("/api/jobs", get(jobs::jobs))
         .route("/api/jobs/{name}/runs", get(jobs::job_runs))
         .route("/api/jobs/{name}/run", post(jobs::trigger_job))

@@ -1,17 +1,21 @@
 //! `/api/nodes` and `/api/nodes/{id}/health`: the listed peers, and one peer's history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::error::{ok, ApiError};
 use super::fleet::{node_windows, select, NodesQuery, NODE_UPTIMES};
-use super::views::{merged, stats, uptime_pct, NodeHealthView, NodeView, NodesView, SeriesPoint};
+use super::jobs::require_admin;
+use super::views::{
+    merged, stats, uptime_pct, NodeHealthView, NodeKeyView, NodeView, NodesView, SeriesPoint,
+};
 use super::ApiState;
 use crate::domain::time::{from_millis, ms, rfc3339};
-use crate::domain::{Peer, ProbeResult, Window};
+use crate::domain::{NodeKey, Peer, ProbeResult, Window};
 use crate::store::{Store, StoreError};
 
 /// The listed peers, their slots and their latest results: what every fleet view starts from.
@@ -19,6 +23,8 @@ pub(super) struct Listed {
     pub peers: Vec<Peer>,
     pub slots: HashMap<String, u32>,
     pub latest: HashMap<String, ProbeResult>,
+    /// The static keys of the peers met in secure mode.
+    pub keys: BTreeMap<String, NodeKey>,
 }
 
 impl Listed {
@@ -27,6 +33,7 @@ impl Listed {
             peers: store.peer_list()?.map(|l| l.peers).unwrap_or_default(),
             slots: store.roster()?,
             latest: store.latest_results()?,
+            keys: store.node_keys(),
         })
     }
 }
@@ -46,7 +53,7 @@ pub(super) async fn nodes(
         .iter()
         .map(|r| {
             let uptime = NODE_UPTIMES.iter().copied().zip(r.uptime).collect();
-            NodeView::new(r.peer, r.latest, uptime)
+            NodeView::new(r.peer, r.latest, listed.keys.get(&r.peer.id), uptime)
         })
         .collect();
     Ok(ok(NodesView {
@@ -54,6 +61,28 @@ pub(super) async fn nodes(
         counts,
         items,
     }))
+}
+
+/// `POST /api/nodes/{id}/key/accept`: trusts the key a secure-mode node presents now, after a
+/// change was flagged (as removing a line from SSH's known_hosts).
+pub(super) async fn accept_key(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ctx = s.runner.context();
+    require_admin(
+        &ctx.settings,
+        &headers,
+        "accepting node keys is disabled: no ADMIN_TOKEN is configured",
+    )?;
+    let key = ctx
+        .store
+        .accept_node_key(&id, ctx.clock.now())?
+        .ok_or(ApiError::NotFound("no node key is known for this id"))?;
+    ctx.store.flush().await?;
+    tracing::info!(peer = %id, "node key accepted");
+    Ok(ok(NodeKeyView::of(&key)))
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,7 @@ async fn windows_over_every_level_match_hand_computed_figures() {
         checked_at: at,
         candidates: Vec::new(),
         node: None,
+        node_key: None,
     };
     let m = chrono::Duration::minutes;
     // (minutes ago, p's RTT, q's RTT); None is a down check.
@@ -248,6 +249,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
         checked_at: Utc::now(),
         candidates: Vec::new(),
         node: None,
+        node_key: None,
     };
     let results = vec![("p".to_string(), down)];
     let summary = SweepSummary::from_results(Utc::now(), results.iter().map(|(_, r)| r));
@@ -452,6 +454,7 @@ async fn nodes_are_paged_filtered_searched_and_sorted() {
                     hostname: Some("node-<two>".into()),
                     public_server: true,
                 }),
+                node_key: None,
             };
             (p.id.clone(), r)
         })
@@ -663,6 +666,7 @@ async fn the_status_page_pages_down_peers_first() {
                 checked_at: now,
                 candidates: Vec::new(),
                 node: None,
+                node_key: None,
             };
             (format!("p{i:03}"), r)
         })

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::time::{ms, rfc3339};
-use crate::domain::{Bucket, ErrorKind, JobName, JobRun, Outcome, Peer, ProbeResult, Trigger};
+use crate::domain::{
+    Bucket, ErrorKind, JobName, JobRun, NodeKey, Outcome, Peer, ProbeResult, Trigger,
+};
 
 /// A job run, as `/api/jobs` and `run-job --json` show it.
 #[derive(Debug, Serialize)]
@@ -127,6 +129,35 @@ pub struct NodeView {
     pub version: Option<String>,
     /// The node's host name, as it said it; `null` when never read.
     pub hostname: Option<String>,
+    /// The static key of a node met in secure mode; `null` for one never met in it.
+    pub node_key: Option<NodeKeyView>,
+}
+
+/// A secure-mode node's key, flagged when it presents another than the one trusted.
+#[derive(Debug, Serialize)]
+pub struct NodeKeyView {
+    /// The key the node presented last (base64).
+    pub key: String,
+    /// Whether that is another key than the trusted one.
+    pub changed: bool,
+    /// The key trusted: the first met, or the last accepted.
+    pub accepted_key: String,
+    /// When the trusted key was first met or accepted.
+    pub accepted_at: String,
+    /// When the node first presented another key; `null` while it presents the trusted one.
+    pub changed_at: Option<String>,
+}
+
+impl NodeKeyView {
+    pub fn of(key: &NodeKey) -> Self {
+        NodeKeyView {
+            key: key.current.clone(),
+            changed: key.changed(),
+            accepted_key: key.accepted.clone(),
+            accepted_at: rfc3339(key.since),
+            changed_at: key.changed_at.map(rfc3339),
+        }
+    }
 }
 
 /// One URL an indirect peer's page named, and its verdict.
@@ -143,6 +174,7 @@ impl NodeView {
     pub fn new(
         peer: &Peer,
         latest: Option<&ProbeResult>,
+        key: Option<&NodeKey>,
         uptime: BTreeMap<&'static str, Option<f64>>,
     ) -> Self {
         let node = latest.and_then(|r| r.node.as_ref());
@@ -171,6 +203,7 @@ impl NodeView {
                 .collect(),
             version: node.map(|n| n.version.clone()),
             hostname: node.and_then(|n| n.hostname.clone()),
+            node_key: key.map(NodeKeyView::of),
         }
     }
 }

@@ -398,6 +398,7 @@ mod tests {
             checked_at: at,
             candidates: Vec::new(),
             node: None,
+            node_key: None,
         }
     }
 

@@ -32,4 +32,4 @@ pub use job::{
 pub use notice::{Message, Notice, ProbeIdentity};
 pub use peer::{ListSource, ParsedList, Peer, PeerEntryError, PeerList, TIMEOUT_RANGE};
 pub use secret::Secret;
-pub use verdict::{Candidate, ErrorKind, NodeInfo, ProbeResult, SweepSummary};
+pub use verdict::{Candidate, ErrorKind, NodeInfo, NodeKey, ProbeResult, SweepSummary};

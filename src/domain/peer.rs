@@ -47,6 +47,10 @@ pub struct Peer {
     /// The peer's own probe timeout (the entry's `timeout`); when absent `PROBE_TIMEOUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The entry's `secure`: `true` forces secure mode's Noise handshake, `false` the legacy
+    /// one; when absent the probe learns which the node takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
 }
 
 /// The probe timeouts allowed, `PROBE_TIMEOUT`'s and a peer entry's own.
@@ -82,6 +86,7 @@ impl Peer {
             network_name: "n".into(),
             network_secret: None,
             timeout_ms: None,
+            secure: None,
         }
     }
 
@@ -161,6 +166,11 @@ impl Peer {
             ));
         }
         let timeout_ms = timeout(obj.get("timeout")).map_err(|reason| fail(&id, reason))?;
+        let secure = match obj.get("secure") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(on)) => Some(*on),
+            Some(_) => return Err(fail(&id, "secure must be true or false".into())),
+        };
         Ok(Peer {
             id,
             name: truncate(&name, MAX_NAME_CHARS),
@@ -170,6 +180,7 @@ impl Peer {
             network_name,
             network_secret,
             timeout_ms,
+            secure,
         })
     }
 

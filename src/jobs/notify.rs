@@ -484,6 +484,7 @@ mod tests {
                     checked_at: at,
                     candidates: Vec::new(),
                     node: None,
+                    node_key: None,
                 };
                 (id.to_string(), r)
             })

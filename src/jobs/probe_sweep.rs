@@ -222,6 +222,7 @@ mod tests {
             checked_at: chrono::Utc::now(),
             candidates: Vec::new(),
             node: None,
+            node_key: None,
         };
         let previous = HashMap::from([
             ("up".to_string(), result(true)),

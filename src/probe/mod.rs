@@ -11,16 +11,20 @@ pub mod indirect;
 pub mod limits;
 mod node_info;
 mod quic;
+mod secure;
 mod sweep;
 
 pub use dns::Resolver;
 pub use quic::{remember_flavours as remember_quic_flavours, remembered_flavours as quic_flavours};
+pub use secure::{remember_modes as remember_handshakes, remembered_modes as handshakes};
 pub use sweep::{probe_all, Lanes};
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use chrono::Utc;
 use easytier::common::config::NetworkIdentity;
 use easytier::proto::peer_rpc::HandshakeRequest;
@@ -30,6 +34,7 @@ use futures::{SinkExt, StreamExt};
 use prost::Message;
 
 use crate::domain::{ErrorKind, Peer, ProbeResult};
+use secure::Mode;
 
 /// The EasyTier handshake magic and version (unchanged from 2.0 to 2.6).
 const MAGIC: u32 = 0xd1e1a5e1;
@@ -54,6 +59,9 @@ pub struct Target {
     pub network_secret: String,
     /// The peer's own timeout; `None`: the sweep's.
     pub timeout: Option<Duration>,
+    /// The handshake the peer entry forces: `Some(true)` Noise (secure mode), `Some(false)`
+    /// legacy; `None`: learnt.
+    pub secure: Option<bool>,
 }
 
 impl Target {
@@ -69,6 +77,7 @@ impl Target {
                 .map(|s| s.expose().to_string())
                 .unwrap_or_else(|| default_secret.to_string()),
             timeout: peer.own_timeout(),
+            secure: peer.secure,
         }
     }
 }
@@ -94,6 +103,12 @@ struct Progress {
     rtt_us: Option<u64>,
     /// What the node said of itself, once read.
     node: Option<crate::domain::NodeInfo>,
+    /// The node's static key, when the handshake was a Noise one.
+    node_key: Option<[u8; 32]>,
+    /// Whether a node answered our Noise handshake (so it speaks secure mode).
+    noise_answered: bool,
+    /// How long a Noise handshake waits for the node's answer (`None`: as long as the probe).
+    noise_answer_within: Option<Duration>,
 }
 
 /// Probes one peer within `timeout`, its names resolved through `dns`. Never panics the
@@ -127,6 +142,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
             checked_at,
             candidates: Vec::new(),
             node: progress.node,
+            node_key: progress.node_key.map(|k| BASE64.encode(k)),
         },
         Err(f) => ProbeResult {
             up: false,
@@ -136,6 +152,7 @@ pub async fn probe(target: &Target, timeout: Duration, dns: &Resolver) -> ProbeR
             checked_at,
             candidates: Vec::new(),
             node: None,
+            node_key: None,
         },
     }
 }
@@ -169,20 +186,142 @@ async fn attempt(
                 ),
             )
         })??;
+    let forced = target
+        .secure
+        .map(|on| if on { Mode::Noise } else { Mode::Legacy });
+    let first = forced
+        .or_else(|| secure::known_mode(addr, &target.network_name))
+        .unwrap_or(Mode::Legacy);
+    if forced.is_none() && first == Mode::Legacy && is_lossy(&target.protocol) {
+        // Over udp and wg a node that rejects the handshake cannot say so: see `check`.
+        return check(target, addr, budget, Mode::Legacy, true, progress).await;
+    }
+    let started = Instant::now();
+    let first_failure = match check(target, addr, budget, first, false, progress).await {
+        Ok(rtt_us) => {
+            secure::learn(addr, &target.network_name, first);
+            return Ok(rtt_us);
+        }
+        // A node that answered Noise is in secure mode: its rejection is final.
+        Err(f)
+            if forced.is_none()
+                && f.kind == ErrorKind::HandshakeRejected
+                && !progress.noise_answered =>
+        {
+            f
+        }
+        Err(f) => return Err(f),
+    };
+    // A node in secure mode rejects the legacy handshake for its own network, and a node no
+    // longer in it rejects the Noise one: the other is tried in the time left.
+    // A node without secure mode may sit silent on a Noise message 1 (2.0.3 does) until its
+    // own handshake timeout: a node in it answers at once, so the answer is waited for briefly.
+    let other = first.other();
+    let left = budget.saturating_sub(started.elapsed());
+    progress.noise_answer_within = Some((budget / 3).max(Duration::from_millis(500)));
+    match check(target, addr, left, other, false, progress).await {
+        Ok(rtt_us) => {
+            secure::learn(addr, &target.network_name, other);
+            Ok(rtt_us)
+        }
+        // The failure of the handshake the node speaks says more.
+        Err(f) if progress.noise_answered == (other == Mode::Noise) => Err(f),
+        Err(_) => Err(first_failure),
+    }
+}
+
+/// Opens a session with the `mode` handshake and pings the peer.
+///
+/// With `noise_on_silence` (a legacy handshake over udp or wg to a peer of unknown mode): a node
+/// in secure mode answers the legacy handshake for its own network, then drops the session
+/// without a word, which over udp looks like lost pongs. So when no pong has come for
+/// [`silence_before_noise`], a Noise check starts beside the pings; the first to succeed wins.
+async fn check(
+    target: &Target,
+    addr: SocketAddr,
+    budget: Duration,
+    mode: Mode,
+    noise_on_silence: bool,
+    progress: &mut Progress,
+) -> Result<u64, Failure> {
+    let started = Instant::now();
     // udp and wg carry our packets without retransmission, and their connectors wait forever
     // for an answer to their one opening packet: while a session has not opened, another is
     // started beside it every little while, and a ping without pong is sent again.
-    let lossy = is_lossy(protocol);
+    let lossy = is_lossy(&target.protocol);
     let session = if lossy {
         progress.stage = "opening a session (connect and handshake)";
-        open_session_racing(target, addr, budget).await?
+        open_session_racing(target, addr, budget, mode, progress).await?
     } else {
-        open_session(target, addr, budget, progress).await?
+        open_session(target, addr, budget, mode, progress).await?
     };
+    progress.node_key = session.node_key;
     let resend = lossy.then(|| resend_interval(budget));
     progress.stage = "waiting for the pong after the handshake";
     let key = node_info::key(&target.network_secret);
-    ping_pong(session, resend, &key, progress).await
+    if !noise_on_silence {
+        return ping_pong(session, resend, &key, progress).await;
+    }
+    let silence = silence_before_noise(budget);
+    let (pongs, noise) = {
+        let pings = ping_pong(session, resend, &key, progress);
+        let noise = async {
+            tokio::time::sleep(silence).await;
+            let left = budget.saturating_sub(started.elapsed());
+            let mut beside = Progress::default();
+            let checked =
+                Box::pin(check(target, addr, left, Mode::Noise, false, &mut beside)).await;
+            (checked, beside)
+        };
+        // A node that answered Noise speaks secure mode: its verdict on Noise is the verdict.
+        first_decisive(pings, noise, |(r, beside)| {
+            r.is_ok() || beside.noise_answered
+        })
+        .await
+    };
+    match (pongs, noise) {
+        (Some(Ok(rtt_us)), _) => Ok(rtt_us),
+        (_, Some((Ok(rtt_us), beside))) => {
+            secure::learn(addr, &target.network_name, Mode::Noise);
+            progress.node_key = beside.node_key;
+            progress.rtt_us = Some(rtt_us);
+            Ok(rtt_us)
+        }
+        (_, Some((Err(f), beside))) if beside.noise_answered => Err(f),
+        (Some(Err(f)), _) => Err(f),
+        (None, _) => Err(fail(ErrorKind::Timeout, "no pong")),
+    }
+}
+
+/// How long a legacy session over udp or wg may go without a pong before Noise is tried.
+fn silence_before_noise(budget: Duration) -> Duration {
+    resend_interval(budget) * 2
+}
+
+/// Runs `a` and `b` until `a` succeeds, `b` ends in a way `decides` says settles it, or both
+/// have ended.
+async fn first_decisive<B, T>(
+    a: impl std::future::Future<Output = Result<T, Failure>>,
+    b: impl std::future::Future<Output = B>,
+    decides: impl Fn(&B) -> bool,
+) -> (Option<Result<T, Failure>>, Option<B>) {
+    tokio::pin!(a, b);
+    let (mut a_out, mut b_out) = (None, None);
+    while a_out.is_none() || b_out.is_none() {
+        tokio::select! {
+            out = &mut a, if a_out.is_none() => {
+                let won = out.is_ok();
+                a_out = Some(out);
+                if won { break; }
+            }
+            out = &mut b, if b_out.is_none() => {
+                let settled = decides(&out);
+                b_out = Some(out);
+                if settled { break; }
+            }
+        }
+    }
+    (a_out, b_out)
 }
 
 /// Pings the peer [`PINGS`] times on `session` (resending a ping every `resend` while its pong
@@ -201,6 +340,7 @@ async fn ping_pong(
         my_peer_id,
         peer_id,
         _tunnel,
+        ..
     } = session;
     let mut best: Option<u64> = None;
     // Every ping gets its own sequence number; a pong is timed from the ping it answers.
@@ -288,23 +428,60 @@ struct Session {
     sink: Pin<Box<dyn ZCPacketSink>>,
     my_peer_id: u32,
     peer_id: u32,
+    /// The node's static key, after a Noise handshake.
+    node_key: Option<[u8; 32]>,
     // The tunnel owns what its halves need (e.g. the wg peer's tasks).
     _tunnel: Box<dyn Tunnel>,
 }
 
-/// Connects and exchanges handshakes.
+/// Connects and exchanges handshakes, the `mode` way.
 async fn open_session(
     target: &Target,
     addr: SocketAddr,
     budget: Duration,
+    mode: Mode,
     progress: &mut Progress,
 ) -> Result<Session, Failure> {
     progress.stage = "connecting";
     let tunnel = connect(target, addr, budget).await?;
     progress.stage = "waiting for the handshake answer";
     let (mut stream, mut sink) = tunnel.split();
-
     let my_peer_id = rand::random::<u32>().max(1);
+    let (peer_id, node_key) = match mode {
+        Mode::Legacy => (
+            legacy_handshake(&mut stream, &mut sink, my_peer_id, target).await?,
+            None,
+        ),
+        Mode::Noise => {
+            let accepted = secure::handshake(
+                &mut stream,
+                &mut sink,
+                my_peer_id,
+                &target.network_name,
+                &target.network_secret,
+                progress,
+            )
+            .await?;
+            (accepted.peer_id, Some(accepted.node_key))
+        }
+    };
+    Ok(Session {
+        stream,
+        sink,
+        my_peer_id,
+        peer_id,
+        node_key,
+        _tunnel: tunnel,
+    })
+}
+
+/// Sends our handshake and returns the peer id of the node's answer.
+async fn legacy_handshake(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+    sink: &mut Pin<Box<dyn ZCPacketSink>>,
+    my_peer_id: u32,
+    target: &Target,
+) -> Result<u32, Failure> {
     let identity = NetworkIdentity::new(target.network_name.clone(), target.network_secret.clone());
     let request = HandshakeRequest {
         magic: MAGIC,
@@ -321,7 +498,7 @@ async fn open_session(
         .map_err(|e| classify_open(e, "sending the handshake"))?;
 
     let mut skipped = 0;
-    let peer_id = loop {
+    loop {
         let packet = match stream.next().await {
             Some(Ok(p)) => p,
             Some(Err(e)) => return Err(classify_open(e, "reading the handshake answer")),
@@ -363,15 +540,8 @@ async fn open_session(
                 ),
             ));
         }
-        break answer.my_peer_id;
-    };
-    Ok(Session {
-        stream,
-        sink,
-        my_peer_id,
-        peer_id,
-        _tunnel: tunnel,
-    })
+        return Ok(answer.my_peer_id);
+    }
 }
 
 /// Transports that lose packets without telling us.
@@ -394,16 +564,23 @@ async fn open_session_racing(
     target: &Target,
     addr: SocketAddr,
     budget: Duration,
+    mode: Mode,
+    progress: &mut Progress,
 ) -> Result<Session, Failure> {
     let every = resend_interval(budget);
+    let within = progress.noise_answer_within;
     let mut attempts = futures::stream::FuturesUnordered::new();
     let mut launched = 0;
     let mut last_error = None;
     loop {
         if launched < MAX_SESSION_ATTEMPTS {
             attempts.push(async move {
-                let mut progress = Progress::default();
-                open_session(target, addr, budget, &mut progress).await
+                let mut progress = Progress {
+                    noise_answer_within: within,
+                    ..Progress::default()
+                };
+                let opened = open_session(target, addr, budget, mode, &mut progress).await;
+                (opened, progress.noise_answered)
             });
             launched += 1;
         } else if attempts.is_empty() {
@@ -413,10 +590,13 @@ async fn open_session_racing(
         tokio::pin!(next_launch);
         loop {
             tokio::select! {
-                Some(opened) = attempts.next() => match opened {
-                    Ok(session) => return Ok(session),
-                    Err(e) => last_error = Some(e),
-                },
+                Some((opened, noise_answered)) = attempts.next() => {
+                    progress.noise_answered |= noise_answered;
+                    match opened {
+                        Ok(session) => return Ok(session),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
                 _ = &mut next_launch, if launched < MAX_SESSION_ATTEMPTS => break,
                 else => break,
             }
@@ -566,6 +746,7 @@ mod tests {
             network_name: "n".into(),
             network_secret: String::new(),
             timeout: None,
+            secure: None,
         }
     }
 

@@ -117,5 +117,6 @@ fn failed(kind: ErrorKind, detail: String) -> ProbeResult {
         checked_at: Utc::now(),
         candidates: Vec::new(),
         node: None,
+        node_key: None,
     }
 }

@@ -45,6 +45,7 @@ impl Check {
             checked_at: from_millis(row_ms.saturating_add(self.offset_ms)),
             candidates: Vec::new(),
             node: None,
+            node_key: None,
         }
     }
 }

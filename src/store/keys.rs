@@ -16,6 +16,8 @@ pub(super) const KEY_QUIC_FLAVOURS: &[u8] = b"quic_flavours";
 pub(super) const KEY_CANDIDATES: &[u8] = b"candidates";
 /// What each node said of itself when last read (version, host name), by peer id.
 pub(super) const KEY_NODE_INFO: &[u8] = b"node_info";
+/// The static keys of the nodes met in secure mode, by peer id (JSON, `node_keys.rs`).
+pub(super) const KEY_NODE_KEYS: &[u8] = b"node_keys";
 pub(super) const KEY_HISTORY_TIME: &[u8] = b"history_time";
 pub(super) const KEY_JUMP_PENDING: &[u8] = b"jump_pending";
 pub(super) const KEY_NEXT_SLOT: &[u8] = b"next_slot";

@@ -16,6 +16,7 @@ mod figures;
 mod keys;
 mod lock;
 mod migrate;
+mod node_keys;
 mod peers;
 mod rollup;
 mod runs;

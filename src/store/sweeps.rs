@@ -28,6 +28,7 @@ impl Store {
         summary: &SweepSummary,
     ) -> Result<(), StoreError> {
         let roster = self.roster_in_list_order()?;
+        let swept_at = summary.at;
         // Results come in list order, as the roster is: look ids up only when they differ.
         let mut by_id: Option<HashMap<&str, u32>> = None;
         let at = self.row_time(summary.at.timestamp_millis())?;
@@ -75,7 +76,8 @@ impl Store {
             meta.insert(KEY_NODE_INFO, infos);
         }
         self.inner.meta.apply_batch(meta).map_err(|e| self.err(e))?;
-        Ok(())
+        let listed = super::node_keys::listed_ids(&roster);
+        self.record_node_keys(results, |id| listed.contains(id), swept_at)
     }
 
     /// The kept node info with what this sweep read, for the listed peers only; `None` when

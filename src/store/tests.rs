@@ -23,6 +23,7 @@ fn result(up: bool, at: DateTime<Utc>) -> ProbeResult {
         checked_at: at,
         candidates: Vec::new(),
         node: None,
+        node_key: None,
     }
 }
 
@@ -153,6 +154,57 @@ fn what_a_node_said_of_itself_is_kept_until_it_says_otherwise_or_leaves() {
     )
     .unwrap();
     assert!(s.node_info().is_empty());
+}
+
+#[test]
+fn node_keys_are_kept_flagged_when_changed_and_accepted_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let sweep = |s: &Store, at: DateTime<Utc>, ids: &[&str], key: Option<&str>| {
+        let results: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let r = ProbeResult {
+                    node_key: key.filter(|_| *id == "a").map(String::from),
+                    ..result(true, at)
+                };
+                (id.to_string(), r)
+            })
+            .collect();
+        let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+        s.record_sweep(&results, &summary).unwrap();
+    };
+    {
+        let s = Store::open(dir.path(), "t").unwrap();
+        s.replace_peer_list(&list(&["a", "b"])).unwrap();
+        sweep(&s, now, &["a", "b"], Some("K1"));
+        let keys = s.node_keys();
+        assert_eq!(keys.len(), 1, "only a peer met in secure mode has a key");
+        assert_eq!(keys["a"], NodeKey::first("K1", now));
+        // A sweep without a key (the node was unreachable) keeps the one known.
+        sweep(&s, now + Duration::seconds(5), &["a", "b"], None);
+        assert_eq!(s.node_keys()["a"], NodeKey::first("K1", now));
+        sweep(&s, now + Duration::seconds(10), &["a", "b"], Some("K2"));
+    }
+    // Flagged, and still after a restart.
+    let s = Store::open(dir.path(), "t").unwrap();
+    let changed = s.node_keys()["a"].clone();
+    assert!(changed.changed());
+    assert_eq!(
+        (changed.accepted.as_str(), changed.current.as_str()),
+        ("K1", "K2")
+    );
+    assert_eq!(changed.changed_at, Some(now + Duration::seconds(10)));
+    assert_eq!(s.accept_node_key("b", now).unwrap(), None, "no key known");
+    let at = now + Duration::seconds(20);
+    let accepted = s.accept_node_key("a", at).unwrap().unwrap();
+    assert_eq!(s.node_keys()["a"], accepted);
+    assert!(!accepted.changed());
+    assert_eq!((accepted.accepted.as_str(), accepted.since), ("K2", at));
+    // A peer that leaves the list takes its key with it.
+    s.replace_peer_list(&list(&["b"])).unwrap();
+    sweep(&s, now + Duration::seconds(30), &["b"], None);
+    assert!(s.node_keys().is_empty());
 }
 
 fn list(ids: &[&str]) -> PeerList {

@@ -1,6 +1,7 @@
 //! Machinery for the demo, the tests and the benchmark: real EasyTier nodes on loopback, the
 //! private namespaces they run in ([`localnet`]), a recording backend ([`backend`]), a
-//! recording notification receiver ([`receiver`]) and a DNS server ([`dns`]).
+//! recording notification receiver ([`receiver`]), a DNS server ([`dns`]) and a current
+//! upstream EasyTier core run as a child process ([`upstream`]).
 //!
 //! Imports nothing else of the crate. It is in the library's public API only with the
 //! `testkit` feature, which the tests and the benchmark turn on (a dev-dependency of the crate on
@@ -10,6 +11,7 @@ pub mod backend;
 pub mod dns;
 pub mod localnet;
 pub mod receiver;
+pub mod upstream;
 
 pub use backend::{DemoBackend, Recorded};
 pub use dns::DnsServer;

@@ -14,6 +14,7 @@ pub fn target(protocol: &str, port: u16, network: &str, secret: &str) -> Target 
         network_name: network.into(),
         network_secret: secret.into(),
         timeout: None,
+        secure: None,
     }
 }
 

@@ -162,6 +162,7 @@ fn judge(
             checked_at,
             candidates,
             node: None,
+            node_key: None,
         };
     }
     let mut detail = candidates
@@ -194,6 +195,7 @@ fn down(checked_at: chrono::DateTime<Utc>, f: Failure, candidates: Vec<Candidate
         checked_at,
         candidates,
         node: None,
+        node_key: None,
     }
 }
 
@@ -230,6 +232,7 @@ fn candidate_target(url: &str, of: &Target) -> Result<Target, Failure> {
         network_name: of.network_name.clone(),
         network_secret: of.network_secret.clone(),
         timeout: of.timeout,
+        secure: of.secure,
     })
 }
 
@@ -246,6 +249,7 @@ mod tests {
             network_name: "net".into(),
             network_secret: "s".into(),
             timeout: None,
+            secure: None,
         };
         let t = candidate_target("wss://[::1]:443/x", &of).unwrap();
         assert_eq!(

@@ -145,6 +145,7 @@ mod tests {
                 network_name: String::new(),
                 network_secret: String::new(),
                 timeout: None,
+                secure: None,
             }),
             "http://[::1]:8080/"
         );

@@ -1,0 +1,368 @@
+//! Secure mode (EasyTier 2.6 and later, opt-in per network): a node whose network is in secure
+//! mode takes only a Noise handshake for that network, and rejects the legacy one. Foreign
+//! network names still get the legacy handshake.
+//!
+//! The client side of EasyTier's `Noise_XX_25519_ChaChaPoly_SHA256` handshake (prologue
+//! `easytier-peerconn-noise`), packets 13, 14 and 15 with the protobuf messages below in their
+//! Noise payloads. Each side proves it knows the network secret with
+//! HMAC-SHA256(secret, "easytier secret proof" ‖ handshake hash). The probe's static key is
+//! fresh per attempt; the node's static key (sent in message 2) is its fingerprint.
+//! Ping and pong are not session-encrypted, so the RTT is measured as after a legacy
+//! handshake; the node's route sync is, so its info cannot be read from a secure session.
+//!
+//! Which handshake a peer needs is learnt and kept per address and network
+//! ([`remembered_modes`], [`remember_modes`]), as the QUIC flavours are.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock};
+
+use easytier::common::config::NetworkIdentity;
+use easytier::tunnel::packet_def::ZCPacket;
+use easytier::tunnel::{ZCPacketSink, ZCPacketStream};
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use ring::hmac;
+
+use super::{classify_open, fail, Failure, HANDSHAKE_VERSION, MAX_SKIPPED_PACKETS};
+use crate::domain::ErrorKind;
+
+/// The packet types of the three Noise messages.
+const MSG1: u8 = 13;
+const MSG2: u8 = 14;
+const MSG3: u8 = 15;
+const PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+const PROLOGUE: &[u8] = b"easytier-peerconn-noise";
+const PROOF_PREFIX: &[u8] = b"easytier secret proof";
+/// The session cipher asked for: EasyTier's default.
+const CIPHER: &str = "aes-gcm";
+/// Largest Noise message (as EasyTier's own buffers).
+const MAX_MESSAGE: usize = 4096;
+/// `role_hint` of a node in the network named: it must prove the secret.
+const SAME_NETWORK: u32 = 1;
+
+/// Which handshake a peer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Legacy,
+    Noise,
+}
+
+impl Mode {
+    pub fn other(self) -> Mode {
+        match self {
+            Mode::Legacy => Mode::Noise,
+            Mode::Noise => Mode::Legacy,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Legacy => "legacy",
+            Mode::Noise => "noise",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Uuid {
+    #[prost(uint32, tag = "1")]
+    part1: u32,
+    #[prost(uint32, tag = "2")]
+    part2: u32,
+    #[prost(uint32, tag = "3")]
+    part3: u32,
+    #[prost(uint32, tag = "4")]
+    part4: u32,
+}
+
+impl Uuid {
+    fn random() -> Uuid {
+        Uuid {
+            part1: rand::random(),
+            part2: rand::random(),
+            part3: rand::random(),
+            part4: rand::random(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Msg1 {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(string, tag = "2")]
+    a_network_name: String,
+    #[prost(uint32, optional, tag = "3")]
+    a_session_generation: Option<u32>,
+    #[prost(message, optional, tag = "4")]
+    a_conn_id: Option<Uuid>,
+    #[prost(string, tag = "5")]
+    client_encryption_algorithm: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Msg2 {
+    #[prost(string, tag = "1")]
+    b_network_name: String,
+    #[prost(uint32, tag = "2")]
+    role_hint: u32,
+    #[prost(message, optional, tag = "7")]
+    b_conn_id: Option<Uuid>,
+    #[prost(message, optional, tag = "8")]
+    a_conn_id_echo: Option<Uuid>,
+    #[prost(bytes = "vec", optional, tag = "9")]
+    secret_proof_32: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Msg3 {
+    #[prost(message, optional, tag = "1")]
+    a_conn_id_echo: Option<Uuid>,
+    #[prost(message, optional, tag = "2")]
+    b_conn_id_echo: Option<Uuid>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    secret_proof_32: Option<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "4")]
+    secret_digest: Vec<u8>,
+}
+
+/// What the node proved in a Noise handshake.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Accepted {
+    pub peer_id: u32,
+    /// The node's static X25519 public key.
+    pub node_key: [u8; 32],
+}
+
+fn noise_error(e: snow::Error) -> Failure {
+    fail(ErrorKind::ProtocolError, format!("Noise handshake: {e}"))
+}
+
+fn proof(secret: &str, handshake_hash: &[u8]) -> hmac::Tag {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(PROOF_PREFIX);
+    ctx.update(handshake_hash);
+    ctx.sign()
+}
+
+/// Runs the Noise handshake as the client on an open tunnel: message 1, the node's message 2
+/// (its proof of the secret checked when it is in the network named), message 3 with ours.
+/// The node accepting our proof shows only in its answering our pings.
+pub(super) async fn handshake(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+    sink: &mut Pin<Box<dyn ZCPacketSink>>,
+    my_peer_id: u32,
+    network_name: &str,
+    network_secret: &str,
+    progress: &mut super::Progress,
+) -> Result<Accepted, Failure> {
+    let builder = snow::Builder::new(PARAMS.parse().map_err(noise_error)?);
+    let keys = builder.generate_keypair().map_err(noise_error)?;
+    let mut hs = snow::Builder::new(PARAMS.parse().map_err(noise_error)?)
+        .prologue(PROLOGUE)
+        .and_then(|b| b.local_private_key(&keys.private))
+        .and_then(|b| b.build_initiator())
+        .map_err(noise_error)?;
+    let a_conn_id = Uuid::random();
+    let msg1 = Msg1 {
+        version: HANDSHAKE_VERSION,
+        a_network_name: network_name.to_string(),
+        a_session_generation: None,
+        a_conn_id: Some(a_conn_id.clone()),
+        client_encryption_algorithm: CIPHER.to_string(),
+    };
+    send(sink, &mut hs, &msg1.encode_to_vec(), my_peer_id, 0, MSG1).await?;
+    // The node proves the secret over the hash as it stood after message 1.
+    let node_proof_over = hs.get_handshake_hash().to_vec();
+
+    let (peer_id, payload) = match progress.noise_answer_within {
+        Some(within) => tokio::time::timeout(within, next_message_2(stream))
+            .await
+            .map_err(|_| {
+                fail(
+                    ErrorKind::Timeout,
+                    format!("no answer to the Noise handshake within {within:?}"),
+                )
+            })??,
+        None => next_message_2(stream).await?,
+    };
+    progress.noise_answered = true;
+    let mut plain = vec![0u8; MAX_MESSAGE];
+    let n = hs
+        .read_message(&payload, &mut plain)
+        .map_err(|e| fail(ErrorKind::ProtocolError, format!("Noise message 2: {e}")))?;
+    let msg2 = Msg2::decode(&plain[..n]).map_err(|e| {
+        fail(
+            ErrorKind::ProtocolError,
+            format!("undecodable Noise message 2: {e}"),
+        )
+    })?;
+    if msg2.a_conn_id_echo.as_ref() != Some(&a_conn_id) {
+        return Err(fail(
+            ErrorKind::ProtocolError,
+            "Noise message 2 echoes another connection id",
+        ));
+    }
+    let node_key: [u8; 32] = hs
+        .get_remote_static()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| {
+            fail(
+                ErrorKind::ProtocolError,
+                "Noise message 2 without a static key",
+            )
+        })?;
+    if msg2.b_network_name == network_name || msg2.role_hint == SAME_NETWORK {
+        let Some(theirs) = msg2.secret_proof_32.as_deref() else {
+            return Err(fail(
+                ErrorKind::HandshakeRejected,
+                "the node is in this network but gave no proof of its secret",
+            ));
+        };
+        if theirs != proof(network_secret, &node_proof_over).as_ref() {
+            return Err(fail(
+                ErrorKind::HandshakeRejected,
+                "the node's proof of the network secret does not match ours \
+                 (network secret not accepted?)",
+            ));
+        }
+    }
+    let our_proof = proof(network_secret, hs.get_handshake_hash());
+    let digest = NetworkIdentity::new(network_name.to_string(), network_secret.to_string())
+        .network_secret_digest
+        .unwrap_or_default();
+    let msg3 = Msg3 {
+        a_conn_id_echo: Some(a_conn_id),
+        b_conn_id_echo: msg2.b_conn_id,
+        secret_proof_32: Some(our_proof.as_ref().to_vec()),
+        secret_digest: digest.to_vec(),
+    };
+    send(
+        sink,
+        &mut hs,
+        &msg3.encode_to_vec(),
+        my_peer_id,
+        peer_id,
+        MSG3,
+    )
+    .await?;
+    Ok(Accepted { peer_id, node_key })
+}
+
+async fn send(
+    sink: &mut Pin<Box<dyn ZCPacketSink>>,
+    hs: &mut snow::HandshakeState,
+    payload: &[u8],
+    from: u32,
+    to: u32,
+    packet_type: u8,
+) -> Result<(), Failure> {
+    let mut message = vec![0u8; MAX_MESSAGE];
+    let n = hs
+        .write_message(payload, &mut message)
+        .map_err(noise_error)?;
+    let mut packet = ZCPacket::new_with_payload(&message[..n]);
+    packet.fill_peer_manager_hdr(from, to, packet_type);
+    sink.send(packet)
+        .await
+        .map_err(|e| classify_open(e, "sending a Noise message"))
+}
+
+/// The node's message 2: its peer id and the Noise message.
+async fn next_message_2(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+) -> Result<(u32, Vec<u8>), Failure> {
+    let mut skipped = 0;
+    loop {
+        let packet = match stream.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(classify_open(e, "reading Noise message 2")),
+            None => {
+                return Err(fail(
+                    ErrorKind::HandshakeRejected,
+                    "the peer closed the connection without answering the Noise handshake \
+                     (not in secure mode?)",
+                ))
+            }
+        };
+        let Some(header) = packet.peer_manager_header() else {
+            return Err(fail(
+                ErrorKind::ProtocolError,
+                "the answer is not an EasyTier packet",
+            ));
+        };
+        if header.packet_type == MSG2 {
+            return Ok((header.from_peer_id.get(), packet.payload().to_vec()));
+        }
+        skipped += 1;
+        if skipped > MAX_SKIPPED_PACKETS {
+            return Err(fail(
+                ErrorKind::ProtocolError,
+                "no Noise message 2 among the peer's packets",
+            ));
+        }
+    }
+}
+
+/// The key that a handshake mode is learnt under: a node may be in secure mode for one network
+/// and relay others with the legacy handshake.
+type ModeKey = (SocketAddr, String);
+
+fn remembered() -> &'static Mutex<HashMap<ModeKey, Mode>> {
+    static MAP: OnceLock<Mutex<HashMap<ModeKey, Mode>>> = OnceLock::new();
+    MAP.get_or_init(Mutex::default)
+}
+
+/// The handshake that last worked at `addr` for `network`.
+pub(super) fn known_mode(addr: SocketAddr, network: &str) -> Option<Mode> {
+    let m = remembered().lock().ok()?;
+    m.get(&(addr, network.to_string())).copied()
+}
+
+/// Keeps the handshake that worked; only Noise is kept (legacy is what an unknown peer gets).
+pub(super) fn learn(addr: SocketAddr, network: &str, mode: Mode) {
+    let Ok(mut m) = remembered().lock() else {
+        return;
+    };
+    let key = (addr, network.to_string());
+    match mode {
+        Mode::Noise => m.insert(key, mode),
+        Mode::Legacy => m.remove(&key),
+    };
+}
+
+/// The handshake that worked per `"address network"` (`"legacy"` / `"noise"`), for the store.
+pub fn remembered_modes() -> Vec<(String, &'static str)> {
+    let Ok(m) = remembered().lock() else {
+        return Vec::new();
+    };
+    let mut all: Vec<_> = m
+        .iter()
+        .map(|((addr, network), mode)| (format!("{addr} {network}"), mode.name()))
+        .collect();
+    all.sort();
+    all
+}
+
+/// Takes the modes kept from earlier sweeps; unknown names and bad keys are skipped.
+pub fn remember_modes<'a>(kept: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let Ok(mut m) = remembered().lock() else {
+        return;
+    };
+    for (key, name) in kept {
+        let mode = match name {
+            "legacy" => Mode::Legacy,
+            "noise" => Mode::Noise,
+            _ => continue,
+        };
+        let Some((addr, network)) = key.split_once(' ') else {
+            continue;
+        };
+        if let Ok(addr) = addr.parse() {
+            m.entry((addr, network.to_string())).or_insert(mode);
+        }
+    }
+}

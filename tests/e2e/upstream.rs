@@ -1,0 +1,142 @@
+//! Verdicts against a current upstream core: EasyTier 2.6.4 (from the `easytier-pyo3` wheel, see
+//! `testkit::upstream`) in a child process on loopback, with and without secure mode.
+
+use std::time::Duration;
+
+use easytier_probe::domain::{ErrorKind, ProbeResult};
+use easytier_probe::probe::{Resolver, Target};
+use easytier_probe::testkit::free_port;
+use easytier_probe::testkit::upstream::{KeyPair, UpstreamConfig, UpstreamNode};
+use libtest_mimic::Trial;
+
+use crate::common::target;
+use crate::trial;
+
+/// The protocols a 2.6 node listens on here without certificates (wss needs one).
+const PROTOCOLS: [&str; 5] = ["tcp", "udp", "ws", "quic", "wg"];
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn probe(target: &Target) -> ProbeResult {
+    easytier_probe::probe::probe(target, TIMEOUT, &Resolver::default()).await
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "upstream::a_2_6_node_is_judged_right_on_each_protocol",
+            legacy_node,
+        ),
+        trial(
+            "upstream::a_secure_mode_node_is_up_through_noise_with_its_key",
+            secure_node,
+        ),
+    ]
+}
+
+/// A node on a fresh port per protocol (`tcp`, `udp`, ...), in `network`.
+fn start(network: &str, secure: Option<KeyPair>) -> (UpstreamNode, Vec<(&'static str, u16)>) {
+    let ports: Vec<_> = PROTOCOLS.iter().map(|p| (*p, free_port())).collect();
+    let config = UpstreamConfig {
+        network_name: network.into(),
+        network_secret: "s3cret".into(),
+        hostname: format!("{network}-host"),
+        listeners: ports
+            .iter()
+            .map(|(p, port)| format!("{p}://127.0.0.1:{port}"))
+            .collect(),
+        secure,
+    };
+    let node = UpstreamNode::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    (node, ports)
+}
+
+/// `r` is down with `kind`.
+fn down_with(r: &ProbeResult, kind: ErrorKind, what: &str) {
+    assert!(!r.up, "{what}: up");
+    assert_eq!(r.error_kind, Some(kind), "{what}: {:?}", r.error);
+}
+
+/// What a wrong secret gets: a rejection, but over wg (whose keys derive from the secret) no
+/// answer at all, and over udp against a legacy node a handshake answer and then silence.
+fn wrong_secret_kind(protocol: &str, secure_node: bool) -> ErrorKind {
+    match protocol {
+        "wg" => ErrorKind::Timeout,
+        "udp" if !secure_node => ErrorKind::Timeout,
+        _ => ErrorKind::HandshakeRejected,
+    }
+}
+
+async fn legacy_node() {
+    let (_node, ports) = start("plain26", None);
+    for (p, port) in ports {
+        let own = target(p, port, "plain26", "s3cret");
+        let r = probe(&own).await;
+        assert!(r.up, "{p}: {:?} {:?}", r.error_kind, r.error);
+        assert!(r.rtt_us.unwrap() > 0, "{p}");
+        assert!(r.node_key.is_none(), "{p}: a legacy handshake has no key");
+        // A 2.6 node's wg listener takes only its own network's keys (2.0.3 relays foreign ones).
+        if p != "wg" {
+            let r = probe(&target(p, port, "someone-else", "")).await;
+            assert!(r.up, "{p} foreign: {:?} {:?}", r.error_kind, r.error);
+        }
+        let r = probe(&target(p, port, "plain26", "wrong")).await;
+        down_with(
+            &r,
+            wrong_secret_kind(p, false),
+            &format!("{p} wrong secret"),
+        );
+        // An entry that forces secure mode on a node without it is never up.
+        let forced = Target {
+            secure: Some(true),
+            ..own.clone()
+        };
+        let r = probe(&forced).await;
+        assert!(!r.up, "{p}: up through Noise on a node without secure mode");
+    }
+    let learnt = easytier_probe::probe::handshakes();
+    assert!(
+        !learnt.iter().any(|(key, _)| key.ends_with(" plain26")),
+        "a legacy node is never learnt as secure: {learnt:?}"
+    );
+}
+
+async fn secure_node() {
+    let keys = KeyPair::generate();
+    let (_node, ports) = start("secure26", Some(keys.clone()));
+    for (p, port) in ports {
+        let own = target(p, port, "secure26", "s3cret");
+        // What every probe got before secure mode was known: the legacy handshake, rejected.
+        let legacy = Target {
+            secure: Some(false),
+            ..own.clone()
+        };
+        let r = probe(&legacy).await;
+        let silent = if matches!(p, "udp" | "wg") {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::HandshakeRejected
+        };
+        down_with(&r, silent, &format!("{p} legacy only"));
+        // Unknown mode: the legacy handshake is rejected, Noise is tried and learnt.
+        let r = probe(&own).await;
+        assert!(r.up, "{p}: {:?} {:?}", r.error_kind, r.error);
+        assert!(r.rtt_us.unwrap() > 0, "{p}");
+        assert_eq!(r.node_key, Some(keys.public_base64()), "{p}");
+        let learnt = easytier_probe::probe::handshakes();
+        assert!(
+            learnt.contains(&(format!("127.0.0.1:{port} secure26"), "noise")),
+            "{p}: {learnt:?}"
+        );
+        // Known now: straight to Noise, up again.
+        let r = probe(&own).await;
+        assert!(r.up, "{p} again: {:?} {:?}", r.error_kind, r.error);
+        let r = probe(&target(p, port, "secure26", "wrong")).await;
+        down_with(&r, wrong_secret_kind(p, true), &format!("{p} wrong secret"));
+        if p != "wg" {
+            // The node still relays foreign networks with the legacy handshake.
+            let r = probe(&target(p, port, "someone-else", "")).await;
+            assert!(r.up, "{p} foreign: {:?} {:?}", r.error_kind, r.error);
+            assert!(r.node_key.is_none(), "{p} foreign");
+        }
+    }
+}
