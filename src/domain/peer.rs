@@ -110,13 +110,7 @@ impl Peer {
         let obj = entry
             .as_object()
             .ok_or_else(|| fail("", "is not an object".into()))?;
-        let id = match obj.get("id") {
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => s.trim().into(),
-            Some(Value::String(_)) => return Err(fail("", "id is empty or too long".into())),
-            Some(_) => return Err(fail("", "id must be a number or a string".into())),
-            None => return Err(fail("", "id is missing".into())),
-        };
+        let id = entry_id(obj.get("id")).map_err(|reason| fail("", reason.into()))?;
         let text = |key: &str| -> Result<Option<String>, PeerEntryError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(None),
@@ -166,11 +160,7 @@ impl Peer {
             ));
         }
         let timeout_ms = timeout(obj.get("timeout")).map_err(|reason| fail(&id, reason))?;
-        let secure = match obj.get("secure") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(on)) => Some(*on),
-            Some(_) => return Err(fail(&id, "secure must be true or false".into())),
-        };
+        let secure = secure(obj.get("secure")).map_err(|reason| fail(&id, reason))?;
         Ok(Peer {
             id,
             name: truncate(&name, MAX_NAME_CHARS),
@@ -218,6 +208,26 @@ fn port(raw: Option<&Value>) -> Result<u16, String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("port {port} is outside 1..=65535"))
+}
+
+/// A peer entry's `id`: a number, or a string of 1 to 128 bytes (trimmed).
+fn entry_id(raw: Option<&Value>) -> Result<String, &'static str> {
+    match raw {
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => Ok(s.trim().into()),
+        Some(Value::String(_)) => Err("id is empty or too long"),
+        Some(_) => Err("id must be a number or a string"),
+        None => Err("id is missing"),
+    }
+}
+
+/// A peer entry's `secure`: which handshake to force; absent or null to learn it.
+fn secure(raw: Option<&Value>) -> Result<Option<bool>, String> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(on)) => Ok(Some(*on)),
+        Some(_) => Err("secure must be true or false".into()),
+    }
 }
 
 /// A peer entry's own probe timeout: seconds as a number, or a duration ("5s", "1500ms"), in
@@ -412,6 +422,32 @@ mod tests {
         assert_eq!(p.host, "::1");
         assert_eq!(p.name, "tcp://[::1]:11010");
         assert_eq!(host_port("10.0.0.1", 1), "10.0.0.1:1");
+    }
+
+    #[test]
+    fn an_entry_may_force_the_handshake() {
+        let base = json!({"id": 1, "host": "h", "port": 1, "protocol": "tcp", "network_name": "x"});
+        for (value, secure) in [
+            (None, None),
+            (Some(json!(null)), None),
+            (Some(json!(true)), Some(true)),
+            (Some(json!(false)), Some(false)),
+        ] {
+            let mut e = base.clone();
+            if let Some(v) = value {
+                e["secure"] = v;
+            }
+            assert_eq!(Peer::from_entry(0, &e).unwrap().secure, secure, "{e}");
+        }
+        for value in [json!("yes"), json!(1)] {
+            let mut e = base.clone();
+            e["secure"] = value.clone();
+            let err = Peer::from_entry(2, &e).unwrap_err();
+            assert!(
+                err.reason.contains("secure must be true or false"),
+                "{value}: {err}"
+            );
+        }
     }
 
     #[test]

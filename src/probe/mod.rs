@@ -12,6 +12,7 @@ pub mod limits;
 mod node_info;
 mod quic;
 mod secure;
+mod session;
 mod sweep;
 
 pub use dns::Resolver;
@@ -26,15 +27,16 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chrono::Utc;
-use easytier::common::config::NetworkIdentity;
-use easytier::proto::peer_rpc::HandshakeRequest;
 use easytier::tunnel::packet_def::{PacketType, ZCPacket};
-use easytier::tunnel::{Tunnel, TunnelConnector, TunnelError, ZCPacketSink, ZCPacketStream};
+use easytier::tunnel::{ZCPacketSink, ZCPacketStream};
 use futures::{SinkExt, StreamExt};
-use prost::Message;
 
 use crate::domain::{ErrorKind, Peer, ProbeResult};
 use secure::Mode;
+use session::{
+    classify_open, is_lossy, next_or_resend, open_session, open_session_racing, resend_interval,
+    Next, Session,
+};
 
 /// The EasyTier handshake magic and version (unchanged from 2.0 to 2.6).
 const MAGIC: u32 = 0xd1e1a5e1;
@@ -378,10 +380,14 @@ async fn ping_pong(
                     ))
                 }
             };
-            if packet
-                .peer_manager_header()
-                .is_none_or(|h| h.packet_type != PacketType::Pong as u8)
-            {
+            let packet_type = packet.peer_manager_header().map(|h| h.packet_type);
+            if packet_type == Some(PacketType::Ping as u8) {
+                // Answered as a node answers one: a node drops a peer that leaves its pings
+                // unanswered (upstream closes after 5).
+                answer_ping(&mut sink, packet).await;
+                continue;
+            }
+            if packet_type != Some(PacketType::Pong as u8) {
                 if progress.node.is_none() {
                     progress.node = node_info::read(&packet, peer_id, key);
                 }
@@ -406,6 +412,15 @@ async fn ping_pong(
     Ok(best)
 }
 
+/// Sends the node's ping back as its pong, as EasyTier does: the same packet, its type changed.
+async fn answer_ping(sink: &mut Pin<Box<dyn ZCPacketSink>>, mut ping: ZCPacket) {
+    if let Some(header) = ping.mut_peer_manager_header() {
+        header.packet_type = PacketType::Pong as u8;
+        // A lost pong costs the node nothing it does not have already: our verdict stands.
+        let _ = sink.send(ping).await;
+    }
+}
+
 /// Reads the node's route sync for at most [`NODE_INFO_GRACE`], unless it came already.
 async fn await_node_info(
     stream: &mut Pin<Box<dyn ZCPacketStream>>,
@@ -420,304 +435,6 @@ async fn await_node_info(
             _ => break,
         }
     }
-}
-
-/// An open tunnel on which the peer answered our handshake.
-struct Session {
-    stream: Pin<Box<dyn ZCPacketStream>>,
-    sink: Pin<Box<dyn ZCPacketSink>>,
-    my_peer_id: u32,
-    peer_id: u32,
-    /// The node's static key, after a Noise handshake.
-    node_key: Option<[u8; 32]>,
-    // The tunnel owns what its halves need (e.g. the wg peer's tasks).
-    _tunnel: Box<dyn Tunnel>,
-}
-
-/// Connects and exchanges handshakes, the `mode` way.
-async fn open_session(
-    target: &Target,
-    addr: SocketAddr,
-    budget: Duration,
-    mode: Mode,
-    progress: &mut Progress,
-) -> Result<Session, Failure> {
-    progress.stage = "connecting";
-    let tunnel = connect(target, addr, budget).await?;
-    progress.stage = "waiting for the handshake answer";
-    let (mut stream, mut sink) = tunnel.split();
-    let my_peer_id = rand::random::<u32>().max(1);
-    let (peer_id, node_key) = match mode {
-        Mode::Legacy => (
-            legacy_handshake(&mut stream, &mut sink, my_peer_id, target).await?,
-            None,
-        ),
-        Mode::Noise => {
-            let accepted = secure::handshake(
-                &mut stream,
-                &mut sink,
-                my_peer_id,
-                &target.network_name,
-                &target.network_secret,
-                progress,
-            )
-            .await?;
-            (accepted.peer_id, Some(accepted.node_key))
-        }
-    };
-    Ok(Session {
-        stream,
-        sink,
-        my_peer_id,
-        peer_id,
-        node_key,
-        _tunnel: tunnel,
-    })
-}
-
-/// Sends our handshake and returns the peer id of the node's answer.
-async fn legacy_handshake(
-    stream: &mut Pin<Box<dyn ZCPacketStream>>,
-    sink: &mut Pin<Box<dyn ZCPacketSink>>,
-    my_peer_id: u32,
-    target: &Target,
-) -> Result<u32, Failure> {
-    let identity = NetworkIdentity::new(target.network_name.clone(), target.network_secret.clone());
-    let request = HandshakeRequest {
-        magic: MAGIC,
-        my_peer_id,
-        version: HANDSHAKE_VERSION,
-        features: Vec::new(),
-        network_name: target.network_name.clone(),
-        network_secret_digrest: identity.network_secret_digest.unwrap_or_default().to_vec(),
-    };
-    let mut packet = ZCPacket::new_with_payload(&request.encode_to_vec());
-    packet.fill_peer_manager_hdr(my_peer_id, 0, PacketType::HandShake as u8);
-    sink.send(packet)
-        .await
-        .map_err(|e| classify_open(e, "sending the handshake"))?;
-
-    let mut skipped = 0;
-    loop {
-        let packet = match stream.next().await {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => return Err(classify_open(e, "reading the handshake answer")),
-            None => {
-                return Err(fail(
-                    ErrorKind::HandshakeRejected,
-                    "the peer closed the connection without a handshake answer",
-                ))
-            }
-        };
-        let Some(header) = packet.peer_manager_header() else {
-            return Err(fail(
-                ErrorKind::ProtocolError,
-                "the answer is not an EasyTier packet",
-            ));
-        };
-        if header.packet_type != PacketType::HandShake as u8 {
-            skipped += 1;
-            if skipped > MAX_SKIPPED_PACKETS {
-                return Err(fail(
-                    ErrorKind::ProtocolError,
-                    "no handshake answer among the peer's packets",
-                ));
-            }
-            continue;
-        }
-        let answer = HandshakeRequest::decode(packet.payload()).map_err(|e| {
-            fail(
-                ErrorKind::ProtocolError,
-                format!("undecodable handshake answer: {e}"),
-            )
-        })?;
-        if answer.magic != MAGIC {
-            return Err(fail(
-                ErrorKind::ProtocolError,
-                format!(
-                    "handshake answer has magic {:#x}, not EasyTier's",
-                    answer.magic
-                ),
-            ));
-        }
-        return Ok(answer.my_peer_id);
-    }
-}
-
-/// Transports that lose packets without telling us.
-fn is_lossy(protocol: &str) -> bool {
-    matches!(protocol, "udp" | "wg")
-}
-
-/// How long to wait for an answer on a lossy transport before sending again.
-fn resend_interval(budget: Duration) -> Duration {
-    (budget / 10).max(Duration::from_millis(250))
-}
-
-/// Sessions started at most per probe on a lossy transport.
-const MAX_SESSION_ATTEMPTS: usize = 4;
-
-/// Opens a session on a lossy transport: a new attempt starts every [`resend_interval`] while
-/// none has opened (earlier ones keep going, so a slow path is not cut short); the first
-/// session to open wins.
-async fn open_session_racing(
-    target: &Target,
-    addr: SocketAddr,
-    budget: Duration,
-    mode: Mode,
-    progress: &mut Progress,
-) -> Result<Session, Failure> {
-    let every = resend_interval(budget);
-    let within = progress.noise_answer_within;
-    let mut attempts = futures::stream::FuturesUnordered::new();
-    let mut launched = 0;
-    let mut last_error = None;
-    loop {
-        if launched < MAX_SESSION_ATTEMPTS {
-            attempts.push(async move {
-                let mut progress = Progress {
-                    noise_answer_within: within,
-                    ..Progress::default()
-                };
-                let opened = open_session(target, addr, budget, mode, &mut progress).await;
-                (opened, progress.noise_answered)
-            });
-            launched += 1;
-        } else if attempts.is_empty() {
-            return Err(last_error.unwrap_or_else(|| fail(ErrorKind::Timeout, "no session opened")));
-        }
-        let next_launch = tokio::time::sleep(every);
-        tokio::pin!(next_launch);
-        loop {
-            tokio::select! {
-                Some((opened, noise_answered)) = attempts.next() => {
-                    progress.noise_answered |= noise_answered;
-                    match opened {
-                        Ok(session) => return Ok(session),
-                        Err(e) => last_error = Some(e),
-                    }
-                }
-                _ = &mut next_launch, if launched < MAX_SESSION_ATTEMPTS => break,
-                else => break,
-            }
-            if attempts.is_empty() && launched >= MAX_SESSION_ATTEMPTS {
-                break;
-            }
-        }
-    }
-}
-
-enum Next {
-    Packet(ZCPacket),
-    Resend,
-    Error(TunnelError),
-    Closed,
-}
-
-/// The next packet, or `Resend` once `resend_at` passes.
-async fn next_or_resend(
-    stream: &mut Pin<Box<dyn ZCPacketStream>>,
-    resend_at: Option<Instant>,
-) -> Next {
-    let next = match resend_at {
-        Some(at) => match tokio::time::timeout_at(at.into(), stream.next()).await {
-            Ok(next) => next,
-            Err(_) => return Next::Resend,
-        },
-        None => stream.next().await,
-    };
-    match next {
-        Some(Ok(p)) => Next::Packet(p),
-        Some(Err(e)) => Next::Error(e),
-        None => Next::Closed,
-    }
-}
-
-/// Opens the tunnel over the target's protocol.
-async fn connect(
-    target: &Target,
-    addr: SocketAddr,
-    budget: Duration,
-) -> Result<Box<dyn Tunnel>, Failure> {
-    let scheme = target.protocol.as_str();
-    if scheme == "quic" {
-        return quic::connect(addr, budget).await;
-    }
-    let url: url::Url = format!("{scheme}://{addr}/").parse().map_err(|e| {
-        fail(
-            ErrorKind::ProtocolError,
-            format!("cannot form a URL for {addr}: {e}"),
-        )
-    })?;
-    let result = match scheme {
-        "tcp" => {
-            easytier::tunnel::tcp::TcpTunnelConnector::new(url)
-                .connect()
-                .await
-        }
-        "udp" => {
-            easytier::tunnel::udp::UdpTunnelConnector::new(url)
-                .connect()
-                .await
-        }
-        "ws" | "wss" => {
-            easytier::tunnel::websocket::WSTunnelConnector::new(url)
-                .connect()
-                .await
-        }
-        "wg" => {
-            let config = easytier::tunnel::wireguard::WgConfig::new_from_network_identity(
-                &target.network_name,
-                &target.network_secret,
-            );
-            easytier::tunnel::wireguard::WgTunnelConnector::new(url, config)
-                .connect()
-                .await
-        }
-        other => {
-            return Err(fail(
-                ErrorKind::UnsupportedProtocol,
-                format!("protocol {other:?} is not supported"),
-            ))
-        }
-    };
-    result.map_err(|e| classify(e, "connecting"))
-}
-
-/// Classifies an error once the tunnel is open: the peer dropping the connection (however the
-/// transport reports it) is a rejection; only undecodable data is a protocol error.
-fn classify_open(e: TunnelError, during: &str) -> Failure {
-    let kind = match &e {
-        TunnelError::InvalidPacket(_)
-        | TunnelError::ExceedMaxPacketSize(..)
-        | TunnelError::InvalidProtocol(_) => ErrorKind::ProtocolError,
-        TunnelError::Timeout(_) => ErrorKind::Timeout,
-        _ => ErrorKind::HandshakeRejected,
-    };
-    fail(kind, format!("{during}: {e}"))
-}
-
-/// Classifies an error while connecting.
-fn classify(e: TunnelError, during: &str) -> Failure {
-    use std::io::ErrorKind as Io;
-    let kind = match &e {
-        TunnelError::IOError(io) => match io.kind() {
-            Io::ConnectionRefused
-            | Io::ConnectionReset
-            | Io::ConnectionAborted
-            | Io::NotConnected
-            | Io::AddrNotAvailable
-            | Io::BrokenPipe => ErrorKind::ConnectRefused,
-            Io::TimedOut | Io::WouldBlock => ErrorKind::Timeout,
-            _ if io.raw_os_error().is_some() => ErrorKind::ConnectRefused,
-            _ => ErrorKind::ProtocolError,
-        },
-        TunnelError::Timeout(_) => ErrorKind::Timeout,
-        TunnelError::NoDnsRecordFound(_) => ErrorKind::Dns,
-        TunnelError::Shutdown => ErrorKind::HandshakeRejected,
-        _ => ErrorKind::ProtocolError,
-    };
-    fail(kind, format!("{during}: {e}"))
 }
 
 #[cfg(test)]
@@ -974,12 +691,68 @@ mod tests {
         );
     }
 
+    /// A node pings its peers too, and drops one that leaves its pings unanswered: the probe
+    /// answers them as a node does. This node pings first and answers the probe's pings only
+    /// once its own ping came back as a pong with its payload.
+    #[tokio::test]
+    async fn the_nodes_pings_are_answered() {
+        use easytier::proto::peer_rpc::HandshakeRequest;
+        use easytier::tunnel::tcp::TcpTunnelListener;
+        use easytier::tunnel::TunnelListener;
+        use prost::Message;
+        let port = crate::testkit::free_port();
+        let mut listener =
+            TcpTunnelListener::new(format!("tcp://127.0.0.1:{port}").parse().unwrap());
+        listener.listen().await.unwrap();
+        let node = tokio::spawn(async move {
+            let tunnel = listener.accept().await.unwrap();
+            let (mut stream, mut sink) = tunnel.split();
+            let request = stream.next().await.unwrap().unwrap();
+            let probe_id = request.peer_manager_header().unwrap().from_peer_id.get();
+            let answer = HandshakeRequest {
+                magic: MAGIC,
+                my_peer_id: 77,
+                version: HANDSHAKE_VERSION,
+                network_name: "n".into(),
+                ..Default::default()
+            };
+            let mut packet = ZCPacket::new_with_payload(&answer.encode_to_vec());
+            packet.fill_peer_manager_hdr(77, 0, PacketType::HandShake as u8);
+            sink.send(packet).await.unwrap();
+            let mut ping = ZCPacket::new_with_payload(b"node-ping-9");
+            ping.fill_peer_manager_hdr(77, probe_id, PacketType::Ping as u8);
+            sink.send(ping).await.unwrap();
+            // The probe's pings, held until the node's own ping has come back.
+            let (mut answered, mut held) = (false, Vec::new());
+            while let Some(Ok(mut p)) = stream.next().await {
+                let header = p.mut_peer_manager_header().unwrap();
+                if header.packet_type == PacketType::Pong as u8 {
+                    answered |= p.payload() == b"node-ping-9";
+                } else if header.packet_type == PacketType::Ping as u8 {
+                    header.packet_type = PacketType::Pong as u8;
+                    held.push(p);
+                }
+                if answered {
+                    for pong in held.drain(..) {
+                        sink.send(pong).await.unwrap();
+                    }
+                }
+            }
+            answered
+        });
+        let r = probe(&target("tcp", "127.0.0.1", port), Duration::from_secs(2)).await;
+        assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
+        assert!(node.await.unwrap(), "the node's ping came back");
+    }
+
     /// A peer that answers the handshake and then goes quiet (or hangs up), as a node does that
     /// does not accept our secret: never up. The rule "up only after a pong" is what holds here.
     #[tokio::test]
     async fn a_handshake_answer_without_a_pong_is_never_up() {
+        use easytier::proto::peer_rpc::HandshakeRequest;
         use easytier::tunnel::tcp::TcpTunnelListener;
         use easytier::tunnel::TunnelListener;
+        use prost::Message;
         for close_after in [false, true] {
             let port = crate::testkit::free_port();
             let mut listener =

@@ -25,7 +25,8 @@ use futures::{SinkExt, StreamExt};
 use prost::Message;
 use ring::hmac;
 
-use super::{classify_open, fail, Failure, HANDSHAKE_VERSION, MAX_SKIPPED_PACKETS};
+use super::session::classify_open;
+use super::{fail, Failure, HANDSHAKE_VERSION, MAX_SKIPPED_PACKETS};
 use crate::domain::ErrorKind;
 
 /// The packet types of the three Noise messages.
@@ -159,13 +160,7 @@ pub(super) async fn handshake(
     network_secret: &str,
     progress: &mut super::Progress,
 ) -> Result<Accepted, Failure> {
-    let builder = snow::Builder::new(PARAMS.parse().map_err(noise_error)?);
-    let keys = builder.generate_keypair().map_err(noise_error)?;
-    let mut hs = snow::Builder::new(PARAMS.parse().map_err(noise_error)?)
-        .prologue(PROLOGUE)
-        .and_then(|b| b.local_private_key(&keys.private))
-        .and_then(|b| b.build_initiator())
-        .map_err(noise_error)?;
+    let mut hs = initiator()?;
     let a_conn_id = Uuid::random();
     let msg1 = Msg1 {
         version: HANDSHAKE_VERSION,
@@ -190,9 +185,47 @@ pub(super) async fn handshake(
         None => next_message_2(stream).await?,
     };
     progress.noise_answered = true;
+    let (msg2, node_key) = read_message_2(&mut hs, &payload, &a_conn_id)?;
+    if msg2.b_network_name == network_name || msg2.role_hint == SAME_NETWORK {
+        check_node_proof(&msg2, network_secret, &node_proof_over)?;
+    }
+    let our_proof = proof(network_secret, hs.get_handshake_hash());
+    let digest = NetworkIdentity::new(network_name.to_string(), network_secret.to_string())
+        .network_secret_digest
+        .unwrap_or_default();
+    let msg3 = Msg3 {
+        a_conn_id_echo: Some(a_conn_id),
+        b_conn_id_echo: msg2.b_conn_id,
+        secret_proof_32: Some(our_proof.as_ref().to_vec()),
+        secret_digest: digest.to_vec(),
+    };
+    let msg3 = msg3.encode_to_vec();
+    send(sink, &mut hs, &msg3, my_peer_id, peer_id, MSG3).await?;
+    Ok(Accepted { peer_id, node_key })
+}
+
+/// The initiator's handshake state, with a fresh static key of our own.
+fn initiator() -> Result<snow::HandshakeState, Failure> {
+    let keys = snow::Builder::new(PARAMS.parse().map_err(noise_error)?)
+        .generate_keypair()
+        .map_err(noise_error)?;
+    snow::Builder::new(PARAMS.parse().map_err(noise_error)?)
+        .prologue(PROLOGUE)
+        .and_then(|b| b.local_private_key(&keys.private))
+        .and_then(|b| b.build_initiator())
+        .map_err(noise_error)
+}
+
+/// Decrypts and decodes the node's message 2, which must echo our connection id; with the
+/// node's static key.
+fn read_message_2(
+    hs: &mut snow::HandshakeState,
+    payload: &[u8],
+    a_conn_id: &Uuid,
+) -> Result<(Msg2, [u8; 32]), Failure> {
     let mut plain = vec![0u8; MAX_MESSAGE];
     let n = hs
-        .read_message(&payload, &mut plain)
+        .read_message(payload, &mut plain)
         .map_err(|e| fail(ErrorKind::ProtocolError, format!("Noise message 2: {e}")))?;
     let msg2 = Msg2::decode(&plain[..n]).map_err(|e| {
         fail(
@@ -200,7 +233,7 @@ pub(super) async fn handshake(
             format!("undecodable Noise message 2: {e}"),
         )
     })?;
-    if msg2.a_conn_id_echo.as_ref() != Some(&a_conn_id) {
+    if msg2.a_conn_id_echo.as_ref() != Some(a_conn_id) {
         return Err(fail(
             ErrorKind::ProtocolError,
             "Noise message 2 echoes another connection id",
@@ -215,41 +248,25 @@ pub(super) async fn handshake(
                 "Noise message 2 without a static key",
             )
         })?;
-    if msg2.b_network_name == network_name || msg2.role_hint == SAME_NETWORK {
-        let Some(theirs) = msg2.secret_proof_32.as_deref() else {
-            return Err(fail(
-                ErrorKind::HandshakeRejected,
-                "the node is in this network but gave no proof of its secret",
-            ));
-        };
-        if theirs != proof(network_secret, &node_proof_over).as_ref() {
-            return Err(fail(
-                ErrorKind::HandshakeRejected,
-                "the node's proof of the network secret does not match ours \
-                 (network secret not accepted?)",
-            ));
-        }
-    }
-    let our_proof = proof(network_secret, hs.get_handshake_hash());
-    let digest = NetworkIdentity::new(network_name.to_string(), network_secret.to_string())
-        .network_secret_digest
-        .unwrap_or_default();
-    let msg3 = Msg3 {
-        a_conn_id_echo: Some(a_conn_id),
-        b_conn_id_echo: msg2.b_conn_id,
-        secret_proof_32: Some(our_proof.as_ref().to_vec()),
-        secret_digest: digest.to_vec(),
+    Ok((msg2, node_key))
+}
+
+/// A node in the network named proves it knows the secret (over the hash after message 1).
+fn check_node_proof(msg2: &Msg2, network_secret: &str, over: &[u8]) -> Result<(), Failure> {
+    let Some(theirs) = msg2.secret_proof_32.as_deref() else {
+        return Err(fail(
+            ErrorKind::HandshakeRejected,
+            "the node is in this network but gave no proof of its secret",
+        ));
     };
-    send(
-        sink,
-        &mut hs,
-        &msg3.encode_to_vec(),
-        my_peer_id,
-        peer_id,
-        MSG3,
-    )
-    .await?;
-    Ok(Accepted { peer_id, node_key })
+    if theirs != proof(network_secret, over).as_ref() {
+        return Err(fail(
+            ErrorKind::HandshakeRejected,
+            "the node's proof of the network secret does not match ours \
+             (network secret not accepted?)",
+        ));
+    }
+    Ok(())
 }
 
 async fn send(
