@@ -12,10 +12,11 @@ use super::ApiState;
 use crate::domain::JobName;
 
 /// Every metric `/metrics` serves (deploy/prometheus/alerts.yml may name only these).
-pub const METRICS: [&str; 9] = [
+pub const METRICS: [&str; 10] = [
     "easytier_probe_peer_up",
     "easytier_probe_peer_rtt_seconds",
     "easytier_probe_peer_info",
+    "easytier_probe_peer_key_changed",
     "easytier_probe_job_runs_total",
     "easytier_probe_job_last_success_timestamp_seconds",
     "easytier_probe_sweep_duration_seconds",
@@ -35,12 +36,26 @@ fn label(value: &str) -> String {
 pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let Listed { peers, latest, .. } = Listed::read(store)?;
+    let Listed {
+        peers,
+        latest,
+        keys,
+        ..
+    } = Listed::read(store)?;
     let region = label(ctx.settings.region.as_deref().unwrap_or(""));
     let mut up = String::new();
     let mut rtt = String::new();
     let mut info = String::new();
+    let mut key_changed = String::new();
     for peer in &peers {
+        if let Some(key) = keys.get(&peer.id) {
+            let _ = writeln!(
+                key_changed,
+                "easytier_probe_peer_key_changed{{id=\"{}\"}} {}",
+                label(&peer.id),
+                u8::from(key.changed())
+            );
+        }
         let Some(latest) = latest.get(&peer.id) else {
             continue;
         };
@@ -94,6 +109,8 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
          # TYPE easytier_probe_peer_rtt_seconds gauge\n{rtt}\
          # HELP easytier_probe_peer_info What the node said of itself when last read (1).\n\
          # TYPE easytier_probe_peer_info gauge\n{info}\
+         # HELP easytier_probe_peer_key_changed Whether a secure-mode node presents another static key than the trusted one (1) or not (0).\n\
+         # TYPE easytier_probe_peer_key_changed gauge\n{key_changed}\
          # HELP easytier_probe_job_runs_total Job runs by this process, by outcome.\n\
          # TYPE easytier_probe_job_runs_total counter\n{runs}\
          # HELP easytier_probe_job_last_success_timestamp_seconds Start of the last successful run.\n\

@@ -16,7 +16,7 @@ use super::views::{merged, uptime_pct, NodeCounts};
 use super::ApiState;
 use crate::domain::notice::encode_segment;
 use crate::domain::time::{from_millis, ms, rfc3339};
-use crate::domain::{Bucket, JobName, Level, Outcome, Peer, ProbeResult, Window};
+use crate::domain::{Bucket, JobName, Level, NodeKey, Outcome, Peer, ProbeResult, Window};
 use crate::store::Store;
 
 const PAGE: &str = include_str!("status_page.html");
@@ -77,6 +77,7 @@ pub(super) async fn page(
         nodes.push_str(&node_row(
             row.peer,
             row.latest,
+            listed.keys.get(&row.peer.id),
             hours.as_ref(),
             firing.contains(row.peer.id.as_str()),
             now,
@@ -220,6 +221,7 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 fn node_row(
     peer: &Peer,
     latest: Option<&ProbeResult>,
+    key: Option<&NodeKey>,
     hours: Option<&BTreeMap<i64, Bucket>>,
     firing: bool,
     now: DateTime<Utc>,
@@ -270,8 +272,9 @@ fn node_row(
             )
         })
         .unwrap_or_default();
+    let key = key.map(key_line).unwrap_or_default();
     format!(
-        "<tr id=\"peer-{}\"><td>{}{about}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td>{}{about}{key}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
         html_escape(&encode_segment(&peer.id)),
         html_escape(&peer.name),
@@ -292,6 +295,29 @@ fn node_row(
             .map(|k| k.as_str())
             .unwrap_or(""),
     )
+}
+
+/// A secure-mode node's key, shortened (the whole key in its title); flagged as SSH flags a
+/// changed host key while the node presents another key than the trusted one.
+fn key_line(key: &NodeKey) -> String {
+    let short = |k: &str| {
+        let cut: String = k.chars().take(12).collect();
+        format!(
+            "<code title=\"{}\">{}…</code>",
+            html_escape(k),
+            html_escape(&cut)
+        )
+    };
+    match key.changed_at {
+        Some(at) if key.changed() => format!(
+            "<div class=\"keychanged\" role=\"alert\">key changed since {}: trusted {}, \
+             now {}</div>",
+            rfc3339(at),
+            short(&key.accepted),
+            short(&key.current)
+        ),
+        _ => format!("<div class=\"via\">key {}</div>", short(&key.current)),
+    }
 }
 
 /// A line above the table when alerts fire: how many, and whether the probe is cut off.

@@ -13,6 +13,7 @@ use crate::config::ProbeSettings;
 use crate::domain::time::ms;
 use crate::domain::{JobName, Peer, ProbeResult, SweepSummary};
 use crate::probe::{self, Target};
+use crate::store::Store;
 
 /// Of the job's time, what a sweep keeps to record its results, at most.
 const RECORD_MARGIN: Duration = Duration::from_secs(10);
@@ -50,13 +51,7 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         .map(|&i| Target::for_peer(&list.peers[i], secret))
         .collect();
     let probe = &ctx.settings.probe;
-    // The QUIC flavour each address speaks, from earlier sweeps (of this process or another).
-    match store.quic_flavours() {
-        Ok(kept) => {
-            probe::remember_quic_flavours(kept.iter().map(|(a, f)| (a.as_str(), f.as_str())))
-        }
-        Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
-    }
+    recall_learnt(store);
     let lanes = lanes(probe, &list.peers, &order, &previous);
     let started = Instant::now();
     let deadline = probe_deadline(started, job_deadline);
@@ -77,13 +72,7 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
     store
         .record_sweep(&stored, &summary)
         .map_err(|e| JobFailure::new(e, summary_json.clone()))?;
-    let flavours = probe::quic_flavours()
-        .into_iter()
-        .map(|(addr, f)| (addr.to_string(), f.to_string()))
-        .collect();
-    if let Err(e) = store.set_quic_flavours(&flavours) {
-        tracing::warn!("keeping the QUIC flavours: {e}");
-    }
+    keep_learnt(store);
     maintain(ctx, now);
     tracing::debug!(
         peers = summary.peers,
@@ -92,6 +81,39 @@ pub async fn run(ctx: &JobContext, job_deadline: Instant) -> JobResult {
         "sweep timing"
     );
     Ok(summary_json)
+}
+
+/// Hands the probe what earlier sweeps (of this process or another) learnt of the peers'
+/// addresses: the QUIC flavour each speaks, and the handshake each takes per network.
+fn recall_learnt(store: &Store) {
+    match store.quic_flavours() {
+        Ok(kept) => {
+            probe::remember_quic_flavours(kept.iter().map(|(a, f)| (a.as_str(), f.as_str())))
+        }
+        Err(e) => tracing::warn!("reading the QUIC flavours: {e}"),
+    }
+    match store.handshakes() {
+        Ok(kept) => probe::remember_handshakes(kept.iter().map(|(a, m)| (a.as_str(), m.as_str()))),
+        Err(e) => tracing::warn!("reading the handshakes learnt: {e}"),
+    }
+}
+
+/// Keeps what this sweep learnt, for the next sweep whichever process runs it.
+fn keep_learnt(store: &Store) {
+    let flavours = probe::quic_flavours()
+        .into_iter()
+        .map(|(addr, f)| (addr.to_string(), f.to_string()))
+        .collect();
+    if let Err(e) = store.set_quic_flavours(&flavours) {
+        tracing::warn!("keeping the QUIC flavours: {e}");
+    }
+    let handshakes = probe::handshakes()
+        .into_iter()
+        .map(|(key, mode)| (key, mode.to_string()))
+        .collect();
+    if let Err(e) = store.set_handshakes(&handshakes) {
+        tracing::warn!("keeping the handshakes learnt: {e}");
+    }
 }
 
 /// The order to probe `peers` in (indices into it): those down in the previous sweep first,

@@ -12,6 +12,8 @@ pub(super) const KEY_SWEEP: &[u8] = b"last_sweep";
 pub(super) const KEY_PEERS: &[u8] = b"current";
 pub(super) const KEY_ROSTER: &[u8] = b"roster";
 pub(super) const KEY_QUIC_FLAVOURS: &[u8] = b"quic_flavours";
+/// The handshake that worked per address and network (secure mode's Noise one).
+pub(super) const KEY_HANDSHAKES: &[u8] = b"handshakes";
 /// The candidates indirect peers resolved to in the latest sweep (JSON).
 pub(super) const KEY_CANDIDATES: &[u8] = b"candidates";
 /// What each node said of itself when last read (version, host name), by peer id.

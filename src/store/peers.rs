@@ -8,7 +8,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::codec::{corrupt, decode, encode, get_json};
-use super::keys::{KEY_NEXT_SLOT, KEY_PEERS, KEY_QUIC_FLAVOURS, KEY_ROSTER};
+use super::keys::{KEY_HANDSHAKES, KEY_NEXT_SLOT, KEY_PEERS, KEY_QUIC_FLAVOURS, KEY_ROSTER};
 use super::{Store, StoreError};
 use crate::domain::{PeerList, Retention};
 
@@ -59,22 +59,45 @@ impl SlotGiver {
 impl Store {
     /// The QUIC flavour that worked per address (`"tls"` / `"plaintext"`), kept by the sweep.
     pub fn quic_flavours(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        Ok(
-            get_json(&self.inner.meta, KEY_QUIC_FLAVOURS, "QUIC flavours")
-                .map_err(|e| self.map(e))?
-                .unwrap_or_default(),
-        )
+        self.learnt(KEY_QUIC_FLAVOURS, "QUIC flavours")
     }
 
     /// Keeps `flavours`; not written when unchanged.
     pub fn set_quic_flavours(&self, flavours: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        if &self.quic_flavours()? == flavours {
+        self.set_learnt(KEY_QUIC_FLAVOURS, "QUIC flavours", flavours)
+    }
+
+    /// The handshake that worked per `"address network"` (`"noise"` for secure mode), kept by
+    /// the sweep.
+    pub fn handshakes(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.learnt(KEY_HANDSHAKES, "handshakes")
+    }
+
+    /// Keeps `handshakes`; not written when unchanged.
+    pub fn set_handshakes(&self, handshakes: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.set_learnt(KEY_HANDSHAKES, "handshakes", handshakes)
+    }
+
+    /// What the probe learnt of the peers' addresses, kept under `key`.
+    fn learnt(&self, key: &[u8], what: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        Ok(get_json(&self.inner.meta, key, what)
+            .map_err(|e| self.map(e))?
+            .unwrap_or_default())
+    }
+
+    fn set_learnt(
+        &self,
+        key: &[u8],
+        what: &str,
+        learnt: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        if &self.learnt(key, what)? == learnt {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(flavours).map_err(|e| corrupt("QUIC flavours", e))?;
+        let bytes = serde_json::to_vec(learnt).map_err(|e| corrupt(what, e))?;
         self.inner
             .meta
-            .insert(KEY_QUIC_FLAVOURS, bytes)
+            .insert(key, bytes)
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -9,7 +9,7 @@ use easytier_probe::testkit::free_port;
 use easytier_probe::testkit::upstream::{KeyPair, UpstreamConfig, UpstreamNode};
 use libtest_mimic::Trial;
 
-use crate::common::target;
+use crate::common::{bin, http, output, peer_entry, target, ServeProcess};
 use crate::trial;
 
 /// The protocols a 2.6 node listens on here without certificates (wss needs one).
@@ -29,6 +29,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "upstream::a_secure_mode_node_is_up_through_noise_with_its_key",
             secure_node,
+        ),
+        trial(
+            "upstream::a_changed_node_key_is_flagged_until_an_operator_accepts_it",
+            changed_key,
         ),
     ]
 }
@@ -139,4 +143,108 @@ async fn secure_node() {
             assert!(r.node_key.is_none(), "{p} foreign");
         }
     }
+}
+
+const ADMIN: &str = "admin-token-Qw81";
+
+/// A secure-mode node reinstalled with another key on the same address: the sweeps that
+/// `run-job` runs (each a process of its own, the handshake learnt kept in the store) record
+/// the first key, then flag the new one in `/api/nodes`, `/metrics` and on the status page,
+/// until an operator accepts it.
+async fn changed_key() {
+    let port = free_port();
+    let config = |keys: &KeyPair| UpstreamConfig {
+        network_name: "keyed26".into(),
+        network_secret: "s3cret".into(),
+        hostname: "keyed26-host".into(),
+        listeners: vec![format!("tcp://127.0.0.1:{port}")],
+        secure: Some(keys.clone()),
+    };
+    let (first, second) = (KeyPair::generate(), KeyPair::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let peers = dir.path().join("peers.json");
+    let entry = peer_entry(serde_json::json!(7), "tcp", port, "keyed26", Some("s3cret"));
+    std::fs::write(&peers, serde_json::json!([entry]).to_string()).unwrap();
+    let command = |args: &[&str]| {
+        let mut c = bin(dir.path());
+        c.env("DATA_DIR", dir.path().join("data"))
+            .env("PEERS_FILE", &peers)
+            .env("ADMIN_TOKEN", ADMIN)
+            .args(args);
+        c
+    };
+    let sweep = || async {
+        let swept = output(command(&["run-job", "probe-sweep", "--json"])).await;
+        assert_eq!(swept.status.code(), Some(0), "{swept:?}");
+    };
+    assert_eq!(
+        output(command(&["run-job", "peer-fetch"]))
+            .await
+            .status
+            .code(),
+        Some(0)
+    );
+
+    let mut node = UpstreamNode::start(&config(&first)).unwrap_or_else(|e| panic!("{e}"));
+    sweep().await;
+    {
+        let store = easytier_probe::store::Store::open(&dir.path().join("data"), "t").unwrap();
+        let learnt = store.handshakes().unwrap();
+        assert_eq!(
+            learnt
+                .get(&format!("127.0.0.1:{port} keyed26"))
+                .map(String::as_str),
+            Some("noise"),
+            "{learnt:?}"
+        );
+    }
+    node.stop();
+    let _node = UpstreamNode::start(&config(&second)).unwrap_or_else(|e| panic!("{e}"));
+    sweep().await;
+
+    let serve = ServeProcess::start(command(&["serve", "--no-schedule"]), dir.path()).await;
+    let (_, nodes) = serve.get("/api/nodes").await;
+    let key = &nodes["data"]["items"][0]["node_key"];
+    assert_eq!(nodes["data"]["items"][0]["up"], true, "{nodes}");
+    assert_eq!(key["changed"], true, "{nodes}");
+    assert_eq!(key["key"], second.public_base64(), "{nodes}");
+    assert_eq!(key["accepted_key"], first.public_base64(), "{nodes}");
+    assert!(key["changed_at"].is_string(), "{nodes}");
+    let metric = |v: u8| format!("easytier_probe_peer_key_changed{{id=\"7\"}} {v}");
+    let (_, metrics) = serve.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.lines().any(|l| l == metric(1)), "{metrics}");
+    let (_, page) = serve.get("/").await;
+    let page = page.as_str().unwrap_or_default().to_string();
+    assert!(page.contains("class=\"keychanged\""), "{page}");
+
+    let accept = format!("{}/api/nodes/7/key/accept", serve.base);
+    let client = reqwest::Client::new();
+    let (code, _) = http(client.post(&accept)).await;
+    assert_eq!(code, 401, "accepting a key takes the admin token");
+    let (code, _) = http(
+        client
+            .post(format!("{}/api/nodes/8/key/accept", serve.base))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(code, 404, "no key is known for a peer never met");
+    let (code, accepted) = http(client.post(&accept).bearer_auth(ADMIN)).await;
+    assert_eq!(code, 200, "{accepted}");
+    assert_eq!(accepted["data"]["changed"], false, "{accepted}");
+    assert_eq!(accepted["data"]["accepted_key"], second.public_base64());
+    let (_, metrics) = serve.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.lines().any(|l| l == metric(0)), "{metrics}");
+    let (_, page) = serve.get("/").await;
+    let page = page.as_str().unwrap_or_default().to_string();
+    assert!(!page.contains("class=\"keychanged\""), "{page}");
+
+    // Accepted is kept: the next sweep meets the key trusted now.
+    sweep().await;
+    let (_, nodes) = serve.get("/api/nodes").await;
+    assert_eq!(
+        nodes["data"]["items"][0]["node_key"]["changed"], false,
+        "{nodes}"
+    );
 }
