@@ -36,52 +36,13 @@ fn label(value: &str) -> String {
 pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let ctx = s.runner.context();
     let store = &ctx.store;
-    let Listed {
-        peers,
-        latest,
-        keys,
-        ..
-    } = Listed::read(store)?;
     let region = label(ctx.settings.region.as_deref().unwrap_or(""));
-    let mut up = String::new();
-    let mut rtt = String::new();
-    let mut info = String::new();
-    let mut key_changed = String::new();
-    for peer in &peers {
-        if let Some(key) = keys.get(&peer.id) {
-            let _ = writeln!(
-                key_changed,
-                "easytier_probe_peer_key_changed{{id=\"{}\"}} {}",
-                label(&peer.id),
-                u8::from(key.changed())
-            );
-        }
-        let Some(latest) = latest.get(&peer.id) else {
-            continue;
-        };
-        if let Some(node) = &latest.node {
-            node_info(&mut info, &peer.id, node);
-        }
-        let labels = format!(
-            "id=\"{}\",name=\"{}\",protocol=\"{}\",region=\"{}\"",
-            label(&peer.id),
-            label(&peer.name),
-            label(&peer.protocol),
-            region
-        );
-        let _ = writeln!(
-            up,
-            "easytier_probe_peer_up{{{labels}}} {}",
-            u8::from(latest.up)
-        );
-        if let Some(us) = latest.rtt_us {
-            let _ = writeln!(
-                rtt,
-                "easytier_probe_peer_rtt_seconds{{{labels}}} {}",
-                us as f64 / 1e6
-            );
-        }
-    }
+    let PeerSeries {
+        up,
+        rtt,
+        info,
+        key_changed,
+    } = peer_series(&Listed::read(store)?, &region);
     let mut runs = String::new();
     let mut success = String::new();
     for job in JobName::ALL {
@@ -124,6 +85,68 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
         body,
     )
         .into_response())
+}
+
+/// The per-peer series of `/metrics`, each family's lines.
+struct PeerSeries {
+    up: String,
+    rtt: String,
+    info: String,
+    key_changed: String,
+}
+
+fn peer_series(listed: &Listed, region: &str) -> PeerSeries {
+    let Listed {
+        peers,
+        latest,
+        keys,
+        ..
+    } = listed;
+    let mut up = String::new();
+    let mut rtt = String::new();
+    let mut info = String::new();
+    let mut key_changed = String::new();
+    for peer in peers {
+        if let Some(key) = keys.get(&peer.id) {
+            let _ = writeln!(
+                key_changed,
+                "easytier_probe_peer_key_changed{{id=\"{}\"}} {}",
+                label(&peer.id),
+                u8::from(key.changed())
+            );
+        }
+        let Some(latest) = latest.get(&peer.id) else {
+            continue;
+        };
+        if let Some(node) = &latest.node {
+            node_info(&mut info, &peer.id, node);
+        }
+        let labels = format!(
+            "id=\"{}\",name=\"{}\",protocol=\"{}\",region=\"{}\"",
+            label(&peer.id),
+            label(&peer.name),
+            label(&peer.protocol),
+            region
+        );
+        let _ = writeln!(
+            up,
+            "easytier_probe_peer_up{{{labels}}} {}",
+            u8::from(latest.up)
+        );
+        if let Some(us) = latest.rtt_us {
+            let _ = writeln!(
+                rtt,
+                "easytier_probe_peer_rtt_seconds{{{labels}}} {}",
+                us as f64 / 1e6
+            );
+        }
+    }
+    PeerSeries {
+        up,
+        rtt,
+        info,
+        key_changed,
+    }
 }
 
 /// One peer's `easytier_probe_peer_info` series.

@@ -393,13 +393,7 @@ async fn ping_pong(
                 }
                 continue;
             }
-            let answered = packet
-                .payload()
-                .get(..4)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_le_bytes)
-                .and_then(|s| sent.iter().find(|(q, _)| *q == s));
-            if let Some((_, at)) = answered {
+            if let Some(at) = answered_ping(&packet, &sent) {
                 let rtt = (at.elapsed().as_micros() as u64).max(1);
                 best = Some(best.map_or(rtt, |b| b.min(rtt)));
                 progress.rtt_us = best;
@@ -410,6 +404,16 @@ async fn ping_pong(
     let best = best.ok_or_else(|| fail(ErrorKind::Timeout, "no pong"))?;
     await_node_info(&mut stream, peer_id, key, progress).await;
     Ok(best)
+}
+
+/// When the ping that `pong` answers was sent (its sequence number is the payload).
+fn answered_ping(pong: &ZCPacket, sent: &[(u32, Instant)]) -> Option<Instant> {
+    let seq = pong
+        .payload()
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)?;
+    sent.iter().find(|(q, _)| *q == seq).map(|(_, at)| *at)
 }
 
 /// Sends the node's ping back as its pong, as EasyTier does: the same packet, its type changed.
