@@ -30,9 +30,24 @@ use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     // The upstream core is installed (from PyPI, once) while the network is still reachable.
-    if let Err(e) = easytier_probe::testkit::upstream::prepare() {
-        eprintln!("error: the end-to-end tests need the upstream EasyTier core and could not install it: {e}");
-        std::process::exit(1);
+    // Without it only the `upstream::*` tests are left out, loudly; in CI it is a failure.
+    let upstream_core = easytier_probe::testkit::upstream::prepare();
+    if let Err(e) = &upstream_core {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+        eprintln!(
+            "{}: the upstream EasyTier core (2.6.4) could not be installed: {e}\n\
+             The upstream::* tests, which check verdicts against current EasyTier releases, \
+             {}.",
+            if ci { "error" } else { "WARNING" },
+            if ci {
+                "are required in CI"
+            } else {
+                "are IGNORED on this machine"
+            }
+        );
+        if ci {
+            std::process::exit(1);
+        }
     }
     if let Err(e) = easytier_probe::testkit::isolate_network() {
         eprintln!(
@@ -56,7 +71,11 @@ fn main() {
     trials.extend(faults::trials());
     trials.extend(truth::trials());
     trials.extend(alerts::trials());
-    trials.extend(upstream::trials());
+    trials.extend(
+        upstream::trials()
+            .into_iter()
+            .map(|t| t.with_ignored_flag(upstream_core.is_err())),
+    );
     trials.push(
         trial("faults::full_disk_then_space_returns", faults::full_disk)
             .with_ignored_flag(mounts.is_err()),

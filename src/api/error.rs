@@ -39,6 +39,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound(&'static str),
+    /// A 409: the request names a state that is no longer so.
+    Conflict(String),
     /// A body over the limit (bytes).
     TooLarge(u64),
     /// Logged with its detail; the answer says only that it failed.
@@ -59,6 +61,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_string()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body over {limit} bytes"),

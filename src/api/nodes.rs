@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -16,7 +17,7 @@ use super::views::{
 use super::ApiState;
 use crate::domain::time::{from_millis, ms, rfc3339};
 use crate::domain::{NodeKey, Peer, ProbeResult, Window};
-use crate::store::{Store, StoreError};
+use crate::store::{KeyAccept, Store, StoreError};
 
 /// The listed peers, their slots and their latest results: what every fleet view starts from.
 pub(super) struct Listed {
@@ -63,12 +64,21 @@ pub(super) async fn nodes(
     }))
 }
 
+/// The optional body of a key accept: the key the operator saw.
+#[derive(Deserialize)]
+struct AcceptKey {
+    key: Option<String>,
+}
+
 /// `POST /api/nodes/{id}/key/accept`: trusts the key a secure-mode node presents now, after a
-/// change was flagged (as removing a line from SSH's known_hosts).
+/// change was flagged (as removing a line from SSH's known_hosts). A body `{"key": "…"}`
+/// names the key the operator saw: when the node presents another by now, nothing is trusted
+/// (409).
 pub(super) async fn accept_key(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let ctx = s.runner.context();
     require_admin(
@@ -76,13 +86,29 @@ pub(super) async fn accept_key(
         &headers,
         "accepting node keys is disabled: no ADMIN_TOKEN is configured",
     )?;
-    let key = ctx
+    let asked: AcceptKey = match body.iter().all(u8::is_ascii_whitespace) {
+        true => AcceptKey { key: None },
+        false => serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Invalid(format!(
+                "the body is JSON like {{\"key\": \"<base64>\"}}: {e}"
+            ))
+        })?,
+    };
+    match ctx
         .store
-        .accept_node_key(&id, ctx.clock.now())?
-        .ok_or(ApiError::NotFound("no node key is known for this id"))?;
-    ctx.store.flush().await?;
-    tracing::info!(peer = %id, "node key accepted");
-    Ok(ok(NodeKeyView::of(&key)))
+        .accept_node_key(&id, asked.key.as_deref(), ctx.clock.now())?
+    {
+        KeyAccept::Unknown => Err(ApiError::NotFound("no node key is known for this id")),
+        KeyAccept::NotPresented(now) => Err(ApiError::Conflict(format!(
+            "the node presents another key now ({}); nothing was accepted",
+            now.current
+        ))),
+        KeyAccept::Trusted(key) => {
+            ctx.store.flush().await?;
+            tracing::info!(peer = %id, key = %key.accepted, "node key trusted");
+            Ok(ok(NodeKeyView::of(&key)))
+        }
+    }
 }
 
 #[derive(Deserialize)]

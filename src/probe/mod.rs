@@ -199,28 +199,28 @@ async fn attempt(
         return check(target, addr, budget, Mode::Legacy, true, progress).await;
     }
     let started = Instant::now();
+    let learnt_noise = forced.is_none() && first == Mode::Noise;
+    if learnt_noise {
+        // A node learnt as secure may have left secure mode (or another node may have taken
+        // its address), and sit silent on a Noise message 1: the legacy one must get its turn.
+        progress.noise_answer_within = Some(noise_answer_wait(budget, budget));
+    }
     let first_failure = match check(target, addr, budget, first, false, progress).await {
         Ok(rtt_us) => {
             secure::learn(addr, &target.network_name, first);
             return Ok(rtt_us);
         }
-        // A node that answered Noise is in secure mode: its rejection is final.
-        Err(f)
-            if forced.is_none()
-                && f.kind == ErrorKind::HandshakeRejected
-                && !progress.noise_answered =>
-        {
-            f
-        }
+        // A node that answered Noise is in secure mode: its verdict on Noise is final.
+        Err(f) if forced.is_none() && !progress.noise_answered && falls_back(first, f.kind) => f,
         Err(f) => return Err(f),
     };
     // A node in secure mode rejects the legacy handshake for its own network, and a node no
-    // longer in it rejects the Noise one: the other is tried in the time left.
+    // longer in it does not answer the Noise one: the other is tried in the time left.
     // A node without secure mode may sit silent on a Noise message 1 (2.0.3 does) until its
     // own handshake timeout: a node in it answers at once, so the answer is waited for briefly.
     let other = first.other();
     let left = budget.saturating_sub(started.elapsed());
-    progress.noise_answer_within = Some((budget / 3).max(Duration::from_millis(500)));
+    progress.noise_answer_within = Some(noise_answer_wait(budget, left));
     match check(target, addr, left, other, false, progress).await {
         Ok(rtt_us) => {
             secure::learn(addr, &target.network_name, other);
@@ -230,6 +230,25 @@ async fn attempt(
         Err(f) if progress.noise_answered == (other == Mode::Noise) => Err(f),
         Err(_) => Err(first_failure),
     }
+}
+
+/// Whether a failure of the `tried` handshake (by a node that did not answer Noise) leaves the
+/// other handshake worth trying: a rejected legacy one (secure mode), or a Noise one that got
+/// no answer (secure mode left). A peer that cannot be reached takes neither.
+fn falls_back(tried: Mode, kind: ErrorKind) -> bool {
+    match tried {
+        Mode::Legacy => kind == ErrorKind::HandshakeRejected,
+        Mode::Noise => !matches!(kind, ErrorKind::ConnectRefused | ErrorKind::Dns),
+    }
+}
+
+/// How long a Noise handshake waits for the node's answer when the node may not speak it:
+/// a third of the probe's timeout, at least 500 ms, and never past 9/10 of the time `left`
+/// (so the failure is the node's, not the probe's own timeout).
+fn noise_answer_wait(budget: Duration, left: Duration) -> Duration {
+    (budget / 3)
+        .max(Duration::from_millis(500))
+        .min(left * 9 / 10)
 }
 
 /// Opens a session with the `mode` handshake and pings the peer.

@@ -18,15 +18,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
 
-use easytier::common::config::NetworkIdentity;
 use easytier::tunnel::packet_def::ZCPacket;
 use easytier::tunnel::{ZCPacketSink, ZCPacketStream};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use prost::Message;
 use ring::hmac;
 
-use super::session::classify_open;
-use super::{fail, Failure, HANDSHAKE_VERSION, MAX_SKIPPED_PACKETS};
+use super::session::{classify_open, next_packet_of, secret_digest};
+use super::{fail, Failure, HANDSHAKE_VERSION};
 use crate::domain::ErrorKind;
 
 /// The packet types of the three Noise messages.
@@ -184,20 +183,17 @@ pub(super) async fn handshake(
             })??,
         None => next_message_2(stream).await?,
     };
-    progress.noise_answered = true;
     let (msg2, node_key) = read_message_2(&mut hs, &payload, &a_conn_id)?;
+    progress.noise_answered = true;
     if msg2.b_network_name == network_name || msg2.role_hint == SAME_NETWORK {
         check_node_proof(&msg2, network_secret, &node_proof_over)?;
     }
     let our_proof = proof(network_secret, hs.get_handshake_hash());
-    let digest = NetworkIdentity::new(network_name.to_string(), network_secret.to_string())
-        .network_secret_digest
-        .unwrap_or_default();
     let msg3 = Msg3 {
         a_conn_id_echo: Some(a_conn_id),
         b_conn_id_echo: msg2.b_conn_id,
         secret_proof_32: Some(our_proof.as_ref().to_vec()),
-        secret_digest: digest.to_vec(),
+        secret_digest: secret_digest(network_name, network_secret),
     };
     let msg3 = msg3.encode_to_vec();
     send(sink, &mut hs, &msg3, my_peer_id, peer_id, MSG3).await?;
@@ -259,7 +255,8 @@ fn check_node_proof(msg2: &Msg2, network_secret: &str, over: &[u8]) -> Result<()
             "the node is in this network but gave no proof of its secret",
         ));
     };
-    if theirs != proof(network_secret, over).as_ref() {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, network_secret.as_bytes());
+    if hmac::verify(&key, &[PROOF_PREFIX, over].concat(), theirs).is_err() {
         return Err(fail(
             ErrorKind::HandshakeRejected,
             "the node's proof of the network secret does not match ours \
@@ -292,36 +289,19 @@ async fn send(
 async fn next_message_2(
     stream: &mut Pin<Box<dyn ZCPacketStream>>,
 ) -> Result<(u32, Vec<u8>), Failure> {
-    let mut skipped = 0;
-    loop {
-        let packet = match stream.next().await {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => return Err(classify_open(e, "reading Noise message 2")),
-            None => {
-                return Err(fail(
-                    ErrorKind::HandshakeRejected,
-                    "the peer closed the connection without answering the Noise handshake \
-                     (not in secure mode?)",
-                ))
-            }
-        };
-        let Some(header) = packet.peer_manager_header() else {
-            return Err(fail(
-                ErrorKind::ProtocolError,
-                "the answer is not an EasyTier packet",
-            ));
-        };
-        if header.packet_type == MSG2 {
-            return Ok((header.from_peer_id.get(), packet.payload().to_vec()));
-        }
-        skipped += 1;
-        if skipped > MAX_SKIPPED_PACKETS {
-            return Err(fail(
-                ErrorKind::ProtocolError,
-                "no Noise message 2 among the peer's packets",
-            ));
-        }
-    }
+    let packet = next_packet_of(
+        stream,
+        MSG2,
+        "Noise message 2",
+        "the peer closed the connection without answering the Noise handshake \
+         (not in secure mode?)",
+    )
+    .await?;
+    let from = packet
+        .peer_manager_header()
+        .map(|h| h.from_peer_id.get())
+        .unwrap_or_default();
+    Ok((from, packet.payload().to_vec()))
 }
 
 /// The key that a handshake mode is learnt under: a node may be in secure mode for one network

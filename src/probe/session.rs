@@ -77,14 +77,13 @@ pub(super) async fn legacy_handshake(
     my_peer_id: u32,
     target: &Target,
 ) -> Result<u32, Failure> {
-    let identity = NetworkIdentity::new(target.network_name.clone(), target.network_secret.clone());
     let request = HandshakeRequest {
         magic: MAGIC,
         my_peer_id,
         version: HANDSHAKE_VERSION,
         features: Vec::new(),
         network_name: target.network_name.clone(),
-        network_secret_digrest: identity.network_secret_digest.unwrap_or_default().to_vec(),
+        network_secret_digrest: secret_digest(&target.network_name, &target.network_secret),
     };
     let mut packet = ZCPacket::new_with_payload(&request.encode_to_vec());
     packet.fill_peer_manager_hdr(my_peer_id, 0, PacketType::HandShake as u8);
@@ -92,17 +91,44 @@ pub(super) async fn legacy_handshake(
         .await
         .map_err(|e| classify_open(e, "sending the handshake"))?;
 
-    let mut skipped = 0;
-    loop {
+    let packet = next_packet_of(
+        stream,
+        PacketType::HandShake as u8,
+        "handshake answer",
+        "the peer closed the connection without a handshake answer",
+    )
+    .await?;
+    let answer = HandshakeRequest::decode(packet.payload()).map_err(|e| {
+        fail(
+            ErrorKind::ProtocolError,
+            format!("undecodable handshake answer: {e}"),
+        )
+    })?;
+    if answer.magic != MAGIC {
+        return Err(fail(
+            ErrorKind::ProtocolError,
+            format!(
+                "handshake answer has magic {:#x}, not EasyTier's",
+                answer.magic
+            ),
+        ));
+    }
+    Ok(answer.my_peer_id)
+}
+
+/// The peer's next packet of `packet_type` (its `what`), the others it sends first skipped (at
+/// most [`MAX_SKIPPED_PACKETS`]); `closed` says what a connection closed before it means.
+pub(super) async fn next_packet_of(
+    stream: &mut Pin<Box<dyn ZCPacketStream>>,
+    packet_type: u8,
+    what: &str,
+    closed: &str,
+) -> Result<ZCPacket, Failure> {
+    for _ in 0..=MAX_SKIPPED_PACKETS {
         let packet = match stream.next().await {
             Some(Ok(p)) => p,
-            Some(Err(e)) => return Err(classify_open(e, "reading the handshake answer")),
-            None => {
-                return Err(fail(
-                    ErrorKind::HandshakeRejected,
-                    "the peer closed the connection without a handshake answer",
-                ))
-            }
+            Some(Err(e)) => return Err(classify_open(e, &format!("reading the {what}"))),
+            None => return Err(fail(ErrorKind::HandshakeRejected, closed)),
         };
         let Some(header) = packet.peer_manager_header() else {
             return Err(fail(
@@ -110,33 +136,22 @@ pub(super) async fn legacy_handshake(
                 "the answer is not an EasyTier packet",
             ));
         };
-        if header.packet_type != PacketType::HandShake as u8 {
-            skipped += 1;
-            if skipped > MAX_SKIPPED_PACKETS {
-                return Err(fail(
-                    ErrorKind::ProtocolError,
-                    "no handshake answer among the peer's packets",
-                ));
-            }
-            continue;
+        if header.packet_type == packet_type {
+            return Ok(packet);
         }
-        let answer = HandshakeRequest::decode(packet.payload()).map_err(|e| {
-            fail(
-                ErrorKind::ProtocolError,
-                format!("undecodable handshake answer: {e}"),
-            )
-        })?;
-        if answer.magic != MAGIC {
-            return Err(fail(
-                ErrorKind::ProtocolError,
-                format!(
-                    "handshake answer has magic {:#x}, not EasyTier's",
-                    answer.magic
-                ),
-            ));
-        }
-        return Ok(answer.my_peer_id);
     }
+    Err(fail(
+        ErrorKind::ProtocolError,
+        format!("no {what} among the peer's packets"),
+    ))
+}
+
+/// The secret digest of a network, as both handshakes send it.
+pub(super) fn secret_digest(network_name: &str, network_secret: &str) -> Vec<u8> {
+    NetworkIdentity::new(network_name.to_string(), network_secret.to_string())
+        .network_secret_digest
+        .unwrap_or_default()
+        .to_vec()
 }
 
 /// Transports that lose packets without telling us.

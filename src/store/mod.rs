@@ -33,6 +33,7 @@ pub use alerts::{
 };
 pub use codec::Check;
 pub use figures::Uptimes;
+pub use node_keys::KeyAccept;
 pub use rollup::Maintenance;
 pub use runs::STORED_RESULTS;
 

@@ -3,7 +3,7 @@
 //! only); changed by a sweep and by an operator accepting a key, each a compare-and-swap, so
 //! neither undoes the other.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
@@ -13,6 +13,17 @@ use super::{Store, StoreError};
 use crate::domain::{NodeKey, ProbeResult};
 
 type Keys = BTreeMap<String, NodeKey>;
+
+/// What [`Store::accept_node_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAccept {
+    /// No key is known for the peer.
+    Unknown,
+    /// The node presents another key than the one named: nothing changed.
+    NotPresented(NodeKey),
+    /// The key the node presents is the trusted one now.
+    Trusted(NodeKey),
+}
 
 impl Store {
     /// The known key of every peer met in secure mode, by peer id. Shown and flagged, never
@@ -31,12 +42,13 @@ impl Store {
         }
     }
 
-    /// Takes the keys the nodes of a sweep at `at` presented; keys of peers no longer listed
-    /// (`listed`) are dropped. Written only when something changed.
+    /// Takes the keys the nodes of a sweep at `at` presented. A peer's key is kept while the
+    /// store knows the peer (it has a slot: up to 31 days after it left the list), so a peer
+    /// missing from one list keeps its flag and its trusted key; `known` says which those are.
     pub(super) fn record_node_keys(
         &self,
         results: &[(String, ProbeResult)],
-        listed: impl Fn(&str) -> bool,
+        known: impl Fn(&str) -> bool,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let presented: Vec<(&String, &String)> = results
@@ -45,7 +57,7 @@ impl Store {
             .collect();
         self.update_node_keys(|keys| {
             let before = keys.len();
-            keys.retain(|id, _| listed(id));
+            keys.retain(|id, _| known(id));
             let mut changed = keys.len() != before;
             for (id, key) in &presented {
                 let next = match keys.get(*id) {
@@ -68,22 +80,35 @@ impl Store {
         })
     }
 
-    /// Accepts the key peer `id` presents now (an operator's decision after a change); `None`
-    /// when no key is known for it.
+    /// Accepts the key peer `id` presents now (an operator's decision after a change), when it
+    /// is `expected` (the key the operator saw), if given: a key that changed again since is
+    /// not trusted unseen. Accepting the trusted key changes nothing.
     pub fn accept_node_key(
         &self,
         id: &str,
+        expected: Option<&str>,
         at: DateTime<Utc>,
-    ) -> Result<Option<NodeKey>, StoreError> {
-        let mut accepted = None;
+    ) -> Result<KeyAccept, StoreError> {
+        let mut outcome = KeyAccept::Unknown;
         self.update_node_keys(|keys| {
-            accepted = keys.get(id).map(|k| k.accept(at));
-            match &accepted {
-                Some(k) => keys.insert(id.to_string(), k.clone()).as_ref() != Some(k),
-                None => false,
+            let Some(known) = keys.get(id) else {
+                outcome = KeyAccept::Unknown;
+                return false;
+            };
+            if expected.is_some_and(|k| k != known.current) {
+                outcome = KeyAccept::NotPresented(known.clone());
+                return false;
             }
+            if !known.changed() {
+                outcome = KeyAccept::Trusted(known.clone());
+                return false;
+            }
+            let accepted = known.accept(at);
+            outcome = KeyAccept::Trusted(accepted.clone());
+            keys.insert(id.to_string(), accepted);
+            true
         })?;
-        Ok(accepted)
+        Ok(outcome)
     }
 
     /// Applies `change` to the kept keys (it says whether it changed them) until no other
@@ -117,9 +142,4 @@ impl Store {
             }
         }
     }
-}
-
-/// The listed ids, for [`Store::record_node_keys`].
-pub(super) fn listed_ids(roster: &[(String, u32)]) -> HashSet<&str> {
-    roster.iter().map(|(id, _)| id.as_str()).collect()
 }

@@ -76,8 +76,8 @@ impl Store {
             meta.insert(KEY_NODE_INFO, infos);
         }
         self.inner.meta.apply_batch(meta).map_err(|e| self.err(e))?;
-        let listed = super::node_keys::listed_ids(&roster);
-        self.record_node_keys(results, |id| listed.contains(id), swept_at)
+        let known = |id: &str| self.inner.slots.contains_key(id).unwrap_or(true);
+        self.record_node_keys(results, known, swept_at)
     }
 
     /// The kept node info with what this sweep read, for the listed peers only; `None` when

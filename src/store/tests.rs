@@ -195,15 +195,39 @@ fn node_keys_are_kept_flagged_when_changed_and_accepted_on_request() {
         ("K1", "K2")
     );
     assert_eq!(changed.changed_at, Some(now + Duration::seconds(10)));
-    assert_eq!(s.accept_node_key("b", now).unwrap(), None, "no key known");
+    assert_eq!(
+        s.accept_node_key("b", None, now).unwrap(),
+        KeyAccept::Unknown,
+        "no key known"
+    );
     let at = now + Duration::seconds(20);
-    let accepted = s.accept_node_key("a", at).unwrap().unwrap();
+    // The operator saw K3, the node presents K2: nothing is trusted unseen.
+    assert_eq!(
+        s.accept_node_key("a", Some("K3"), at).unwrap(),
+        KeyAccept::NotPresented(changed.clone())
+    );
+    assert_eq!(s.node_keys()["a"], changed);
+    let KeyAccept::Trusted(accepted) = s.accept_node_key("a", Some("K2"), at).unwrap() else {
+        panic!("the key presented is trusted");
+    };
     assert_eq!(s.node_keys()["a"], accepted);
     assert!(!accepted.changed());
     assert_eq!((accepted.accepted.as_str(), accepted.since), ("K2", at));
-    // A peer that leaves the list takes its key with it.
+    // Accepting the trusted key again changes nothing (not even since when it is trusted).
+    let later = now + Duration::seconds(25);
+    assert_eq!(
+        s.accept_node_key("a", None, later).unwrap(),
+        KeyAccept::Trusted(accepted.clone())
+    );
+    // A peer missing from a list keeps its key (and would keep its flag) while the store knows
+    // it; once it is forgotten, the key goes with it.
     s.replace_peer_list(&list(&["b"])).unwrap();
     sweep(&s, now + Duration::seconds(30), &["b"], None);
+    assert_eq!(s.node_keys()["a"], accepted);
+    let month = now + Duration::days(40);
+    s.forget_slots(month.timestamp_millis(), &Retention::default())
+        .unwrap();
+    sweep(&s, month, &["b"], None);
     assert!(s.node_keys().is_empty());
 }
 

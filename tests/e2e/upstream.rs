@@ -34,6 +34,10 @@ pub fn trials() -> Vec<Trial> {
             "upstream::a_changed_node_key_is_flagged_until_an_operator_accepts_it",
             changed_key,
         ),
+        trial(
+            "upstream::a_node_that_leaves_secure_mode_is_up_again",
+            leaves_secure_mode,
+        ),
     ]
 }
 
@@ -229,7 +233,19 @@ async fn changed_key() {
     )
     .await;
     assert_eq!(code, 404, "no key is known for a peer never met");
-    let (code, accepted) = http(client.post(&accept).bearer_auth(ADMIN)).await;
+    // The key the operator saw is not the one presented now: nothing is trusted.
+    let saw = |key: String| serde_json::json!({ "key": key }).to_string();
+    let stale = client
+        .post(&accept)
+        .bearer_auth(ADMIN)
+        .body(saw(first.public_base64()));
+    let (code, body) = http(stale).await;
+    assert_eq!(code, 409, "{body}");
+    let seen = client
+        .post(&accept)
+        .bearer_auth(ADMIN)
+        .body(saw(second.public_base64()));
+    let (code, accepted) = http(seen).await;
     assert_eq!(code, 200, "{accepted}");
     assert_eq!(accepted["data"]["changed"], false, "{accepted}");
     assert_eq!(accepted["data"]["accepted_key"], second.public_base64());
@@ -247,4 +263,49 @@ async fn changed_key() {
         nodes["data"]["items"][0]["node_key"]["changed"], false,
         "{nodes}"
     );
+}
+
+/// A node learnt as secure that is restarted without secure mode on the same ports: the probe
+/// goes to Noise first, gets no answer (over udp and wg none at all) and is up through the
+/// legacy handshake in the same probe, which it learns again.
+async fn leaves_secure_mode() {
+    let ports: Vec<_> = ["tcp", "udp", "wg"].map(|p| (p, free_port())).into();
+    let config = |secure: Option<KeyPair>| UpstreamConfig {
+        network_name: "leaving26".into(),
+        network_secret: "s3cret".into(),
+        hostname: "leaving26-host".into(),
+        listeners: ports
+            .iter()
+            .map(|(p, port)| format!("{p}://127.0.0.1:{port}"))
+            .collect(),
+        secure,
+    };
+    let learnt = |port: u16| {
+        easytier_probe::probe::handshakes()
+            .contains(&(format!("127.0.0.1:{port} leaving26"), "noise"))
+    };
+    let mut node =
+        UpstreamNode::start(&config(Some(KeyPair::generate()))).unwrap_or_else(|e| panic!("{e}"));
+    for (p, port) in &ports {
+        let r = probe(&target(p, *port, "leaving26", "s3cret")).await;
+        assert!(
+            r.up && r.node_key.is_some(),
+            "{p}: {:?} {:?}",
+            r.error_kind,
+            r.error
+        );
+        assert!(learnt(*port), "{p}");
+    }
+    node.stop();
+    let _node = UpstreamNode::start(&config(None)).unwrap_or_else(|e| panic!("{e}"));
+    for (p, port) in &ports {
+        let r = probe(&target(p, *port, "leaving26", "s3cret")).await;
+        assert!(
+            r.up,
+            "{p} after secure mode: {:?} {:?}",
+            r.error_kind, r.error
+        );
+        assert!(r.node_key.is_none(), "{p}: a legacy handshake has no key");
+        assert!(!learnt(*port), "{p}: still learnt as secure");
+    }
 }
