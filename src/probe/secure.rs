@@ -363,3 +363,153 @@ pub fn remember_modes<'a>(kept: impl IntoIterator<Item = (&'a str, &'a str)>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use easytier::tunnel::packet_def::PacketType;
+    use easytier::tunnel::tcp::TcpTunnelListener;
+    use easytier::tunnel::TunnelListener;
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::domain::ProbeResult;
+    use crate::probe::{probe, Resolver, Target};
+
+    /// What the scripted node puts in its message 2.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Node {
+        /// A node of the network that knows the secret.
+        Honest,
+        /// A node of the network with another secret.
+        OtherSecret,
+        /// A node of the network that gives no proof.
+        NoProof,
+        /// A node that echoes another connection id.
+        OtherConnId,
+    }
+
+    /// A node in secure mode for network `n` (secret `s3cret` unless `OtherSecret`), scripted
+    /// with snow's responder: message 1, message 2 as `node` says, then message 3 (whose proof
+    /// it checks) and pongs. Returns the probe's verdict, whether message 3 came, and the
+    /// node's public key.
+    async fn probe_scripted(node: Node) -> (ProbeResult, bool, Vec<u8>) {
+        let port = crate::testkit::free_port();
+        let mut listener =
+            TcpTunnelListener::new(format!("tcp://127.0.0.1:{port}").parse().unwrap());
+        listener.listen().await.unwrap();
+        let keys = snow::Builder::new(PARAMS.parse().unwrap())
+            .generate_keypair()
+            .unwrap();
+        let public = keys.public.clone();
+        let script = tokio::spawn(async move {
+            let tunnel = listener.accept().await.unwrap();
+            let (mut stream, mut sink) = tunnel.split();
+            let mut hs = snow::Builder::new(PARAMS.parse().unwrap())
+                .prologue(PROLOGUE)
+                .unwrap()
+                .local_private_key(&keys.private)
+                .unwrap()
+                .build_responder()
+                .unwrap();
+            let packet = stream.next().await.unwrap().unwrap();
+            let probe_id = packet.peer_manager_header().unwrap().from_peer_id.get();
+            let mut plain = vec![0u8; MAX_MESSAGE];
+            let n = hs.read_message(packet.payload(), &mut plain).unwrap();
+            let msg1 = Msg1::decode(&plain[..n]).unwrap();
+            assert_eq!(msg1.a_network_name, "n");
+            let secret = if node == Node::OtherSecret {
+                "other"
+            } else {
+                "s3cret"
+            };
+            let msg2 = Msg2 {
+                b_network_name: "n".into(),
+                role_hint: SAME_NETWORK,
+                b_conn_id: Some(Uuid::random()),
+                a_conn_id_echo: match node {
+                    Node::OtherConnId => Some(Uuid::random()),
+                    _ => msg1.a_conn_id,
+                },
+                secret_proof_32: (node != Node::NoProof)
+                    .then(|| proof(secret, hs.get_handshake_hash()).as_ref().to_vec()),
+            };
+            let mut message = vec![0u8; MAX_MESSAGE];
+            let n = hs
+                .write_message(&msg2.encode_to_vec(), &mut message)
+                .unwrap();
+            let mut packet = ZCPacket::new_with_payload(&message[..n]);
+            packet.fill_peer_manager_hdr(77, probe_id, MSG2);
+            sink.send(packet).await.unwrap();
+            let mut got_msg3 = false;
+            while let Some(Ok(mut p)) = stream.next().await {
+                let header = p.mut_peer_manager_header().unwrap();
+                if header.packet_type == MSG3 {
+                    let proof_over = hs.get_handshake_hash().to_vec();
+                    let n = hs.read_message(p.payload(), &mut plain).unwrap();
+                    let msg3 = Msg3::decode(&plain[..n]).unwrap();
+                    let ours = proof("s3cret", &proof_over);
+                    assert_eq!(msg3.secret_proof_32.as_deref(), Some(ours.as_ref()));
+                    got_msg3 = true;
+                } else if header.packet_type == PacketType::Ping as u8 && got_msg3 {
+                    header.packet_type = PacketType::Pong as u8;
+                    sink.send(p).await.unwrap();
+                }
+            }
+            got_msg3
+        });
+        let target = Target {
+            protocol: "tcp".into(),
+            host: "127.0.0.1".into(),
+            port,
+            network_name: "n".into(),
+            network_secret: "s3cret".into(),
+            timeout: None,
+            secure: Some(true),
+        };
+        let r = probe(
+            &target,
+            std::time::Duration::from_secs(2),
+            &Resolver::default(),
+        )
+        .await;
+        // The probe's end closes the connection, which ends the script.
+        let got_msg3 = script.await.unwrap();
+        (r, got_msg3, public)
+    }
+
+    #[tokio::test]
+    async fn a_node_of_the_network_is_up_only_with_its_proof_of_the_secret() {
+        let (r, got_msg3, public) = probe_scripted(Node::Honest).await;
+        assert!(r.up, "{:?} {:?}", r.error_kind, r.error);
+        assert!(got_msg3);
+        let key = r.node_key.expect("the node's key");
+        assert_eq!(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).unwrap(),
+            public
+        );
+        for (node, kind, says) in [
+            (
+                Node::OtherSecret,
+                ErrorKind::HandshakeRejected,
+                "does not match",
+            ),
+            (Node::NoProof, ErrorKind::HandshakeRejected, "no proof"),
+            (
+                Node::OtherConnId,
+                ErrorKind::ProtocolError,
+                "another connection id",
+            ),
+        ] {
+            let (r, got_msg3, _) = probe_scripted(node).await;
+            assert!(!r.up);
+            assert_eq!(r.error_kind, Some(kind), "{:?}", r.error);
+            assert!(
+                r.error.as_deref().unwrap_or("").contains(says),
+                "{:?}",
+                r.error
+            );
+            // The probe's own proof is never sent to a node that did not prove the secret.
+            assert!(!got_msg3, "message 3 sent after {:?}", r.error);
+        }
+    }
+}
