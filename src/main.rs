@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let quiet = matches!(
         args.command,
-        Some(Command::Demo | Command::RunJob { .. } | Command::Jobs)
+        Some(Command::Demo | Command::RunJob { .. } | Command::Jobs { .. })
     );
     logging::init(if quiet {
         "warn,easytier=off"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::api::views::RunView;
+use crate::api::views::{JobView, RunView};
 use crate::config::{
     Cli, Command, PeerSource, ProcessEnv, Settings, NEEDS_BACKEND, NEEDS_PEER_SOURCE,
 };
@@ -63,7 +63,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match command {
         Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
         Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
-        Command::Jobs => list_jobs(&settings),
+        Command::Jobs { json } => list_jobs(&settings, json),
         Command::Demo => unreachable!("handled above"),
     }
 }
@@ -272,8 +272,11 @@ fn print_summary(summary: &Value) {
 }
 
 /// `jobs`: from the store when it is free, else from the `serve` that holds it.
-fn list_jobs(settings: &Settings) -> ExitCode {
+fn list_jobs(settings: &Settings, json: bool) -> ExitCode {
     let (last_runs, note) = last_runs(settings);
+    if json {
+        return list_jobs_json(settings, &last_runs, note);
+    }
     println!(
         "{:<14} {:<16} {:>8}  {:<8} LAST RUN",
         "JOB", "SCHEDULE", "TIMEOUT", "OVERLAP"
@@ -302,6 +305,33 @@ fn list_jobs(settings: &Settings) -> ExitCode {
     if let Some(note) = note {
         println!("({note})");
     }
+    ExitCode::from(exit::OK)
+}
+
+/// `jobs --json`: the items of `GET /api/jobs` (no next run: no scheduler runs here), and
+/// `last_runs_unavailable` saying why when the last runs could not be read.
+fn list_jobs_json(
+    settings: &Settings,
+    last_runs: &[Option<JobRun>],
+    note: Option<String>,
+) -> ExitCode {
+    let items: Vec<JobView> = JobName::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let spec = job.spec();
+            JobView {
+                name: job,
+                schedule: effective_schedule(job, settings).to_string(),
+                timeout_s: spec.timeout.as_secs(),
+                overlap: spec.overlap,
+                next_run_at: None,
+                last_run: last_runs.get(i).and_then(Option::as_ref).map(RunView::of),
+            }
+        })
+        .collect();
+    let out = serde_json::json!({"items": items, "last_runs_unavailable": note});
+    println!("{out}");
     ExitCode::from(exit::OK)
 }
 

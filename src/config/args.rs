@@ -45,7 +45,11 @@ pub enum Command {
         wait: Duration,
     },
     /// List the jobs: schedule, timeout, overlap policy and last run.
-    Jobs,
+    Jobs {
+        /// Print one JSON object, `{"items": [..]}` as `GET /api/jobs` answers.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start real EasyTier nodes on loopback and run `serve` against them.
     Demo,
 }

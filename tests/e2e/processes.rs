@@ -253,6 +253,31 @@ async fn beside_serve() {
         "{listing}"
     );
 
+    // `jobs --json`: the items of /api/jobs, the last runs read through serve as well.
+    let mut c = bin(dir.path());
+    env(&mut c);
+    c.args(["jobs", "--json"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listed = stdout_json(&o);
+    let (_, api) = serve.get("/api/jobs").await;
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].to_string())
+            .collect()
+    };
+    assert_eq!(names(&listed), names(&api["data"]), "{listed}");
+    let sweep = &listed["items"][1];
+    assert_eq!(sweep["name"], "probe-sweep", "{listed}");
+    assert_eq!(sweep["overlap"], "forbid", "{listed}");
+    assert_eq!(sweep["last_run"]["outcome"], "ok", "{listed}");
+    assert_eq!(sweep["last_run"]["trigger"], "cli", "{listed}");
+    assert!(listed["items"][2]["last_run"].is_null(), "{listed}");
+    assert!(listed["last_runs_unavailable"].is_null(), "{listed}");
+
     // Triggering over the API is off without an admin token.
     let (code, body) =
         http(reqwest::Client::new().post(format!("{}/api/jobs/probe-sweep/run", serve.base))).await;
