@@ -13,7 +13,13 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let quiet = matches!(
         args.command,
-        Some(Command::Demo | Command::RunJob { .. } | Command::Jobs { .. })
+        Some(
+            Command::Demo
+                | Command::RunJob { .. }
+                | Command::Jobs { .. }
+                | Command::Completions { .. }
+                | Command::Manpage
+        )
     );
     logging::init(if quiet {
         "warn,easytier=off"

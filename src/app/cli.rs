@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::api::views::{JobView, RunView};
@@ -46,8 +47,11 @@ pub fn run(cli: Cli) -> ExitCode {
     // Every probe in flight holds a socket: take all the descriptors the system allows.
     let open_files = crate::probe::limits::raise_open_files_limit();
     tracing::debug!(open_files, "open-files limit");
-    if let Command::Demo = command {
-        return super::demo::run(cli.options);
+    match command {
+        Command::Demo => return super::demo::run(cli.options),
+        Command::Completions { shell } => return completions(shell),
+        Command::Manpage => return manpage(),
+        _ => {}
     }
     let settings = match Settings::resolve(&cli.options, &ProcessEnv) {
         Ok(s) => Arc::new(s),
@@ -64,7 +68,32 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
         Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
         Command::Jobs { json } => list_jobs(&settings, json),
-        Command::Demo => unreachable!("handled above"),
+        Command::Demo | Command::Completions { .. } | Command::Manpage => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// `completions <shell>`: the shell's completion script for every command and option.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        "easytier-probe",
+        &mut std::io::stdout(),
+    );
+    ExitCode::from(exit::OK)
+}
+
+/// `manpage`: easytier-probe(1) in roff, from the same definitions as `--help`.
+fn manpage() -> ExitCode {
+    match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: writing the man page: {e}");
+            ExitCode::from(exit::FAILED)
+        }
     }
 }
 

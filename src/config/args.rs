@@ -52,6 +52,14 @@ pub enum Command {
     },
     /// Start real EasyTier nodes on loopback and run `serve` against them.
     Demo,
+    /// Print a shell completion script, e.g. `easytier-probe completions bash >
+    /// /etc/bash_completion.d/easytier-probe`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `easytier-probe manpage > easytier-probe.1`.
+    Manpage,
 }
 
 /// Global options: every one is also an environment variable.

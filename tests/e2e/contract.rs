@@ -24,6 +24,10 @@ pub fn trials() -> Vec<Trial> {
             "contract::stored_peers_survive_backend_failures",
             stored_peers_survive_backend_failures,
         ),
+        trial(
+            "cli::completions_and_the_man_page_come_from_the_command_line",
+            completions_and_man_page,
+        ),
     ]
 }
 
@@ -252,4 +256,55 @@ async fn stored_peers_survive_backend_failures() {
     drop(store);
     tokio::time::sleep(Duration::from_millis(10)).await;
     stop_node(n).await;
+}
+
+/// `completions <shell>` prints a script the shell takes, for every shell clap_complete knows;
+/// a shell it does not know is a usage error (2) naming the ones it does; `manpage` prints
+/// easytier-probe(1). Both need no configuration and show no secret from the environment.
+async fn completions_and_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = bin(dir.path());
+        c.env("NODE_TOKEN", "token-in-env-Zq93").args(args);
+        c
+    };
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = output(run(&["completions", shell])).await;
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8_lossy(&o.stdout).to_string();
+        for word in ["run-job", "probe-timeout"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+        // bash and zsh also complete a command's values (the job names).
+        if matches!(shell, "bash" | "zsh") {
+            assert!(script.contains("probe-sweep"), "{shell}: no job names");
+        }
+        assert!(!script.contains("token-in-env-Zq93"), "{shell}");
+    }
+    // bash takes the script: the command completes through it.
+    let o = output(run(&["completions", "bash"])).await;
+    let script = dir.path().join("completion.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let mut bash = std::process::Command::new("bash");
+    bash.arg("-c").arg(format!(
+        "source {} && complete -p easytier-probe",
+        script.display()
+    ));
+    let registered = output(bash).await;
+    assert_eq!(registered.status.code(), Some(0), "{}", stderr(&registered));
+    assert!(
+        String::from_utf8_lossy(&registered.stdout).contains("easytier-probe"),
+        "{registered:?}"
+    );
+
+    let o = output(run(&["completions", "tcsh"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bash"), "{}", stderr(&o));
+
+    let o = output(run(&["manpage"])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let man = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(man.contains(".TH easytier-probe 1"), "{man}");
+    assert!(man.contains("run\\-job"), "{man}");
+    assert!(!man.contains("token-in-env-Zq93"));
 }
