@@ -28,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
             "cli::completions_and_the_man_page_come_from_the_command_line",
             completions_and_man_page,
         ),
+        trial("cli::help_is_grouped_by_concern", help_is_grouped),
     ]
 }
 
@@ -307,4 +308,52 @@ async fn completions_and_man_page() {
     assert!(man.contains(".TH easytier-probe 1"), "{man}");
     assert!(man.contains("run\\-job"), "{man}");
     assert!(!man.contains("token-in-env-Zq93"));
+}
+
+/// `--help` lists the options under one heading per concern, in that order, each option under
+/// its own, and names the logging variables that are environment only.
+async fn help_is_grouped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin(dir.path());
+    c.arg("--help");
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    let section = |name: &str| {
+        help.find(&format!("\n{name}:\n"))
+            .unwrap_or_else(|| panic!("no {name}: {help}"))
+    };
+    let order = [
+        "Backend",
+        "Schedule",
+        "Storage",
+        "API and status page",
+        "Probe",
+        "Alerts",
+    ];
+    let at: Vec<usize> = order.iter().map(|h| section(h)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "headings out of order: {help}"
+    );
+    // Each option sits under its heading (after it, before the next).
+    for (option, heading) in [
+        ("--node-token", "Backend"),
+        ("--probe-timeout", "Probe"),
+        ("--dns-servers", "Probe"),
+        ("--admin-token", "API and status page"),
+        ("--notify-urls", "Alerts"),
+        ("--history-retention", "Storage"),
+    ] {
+        let i = order.iter().position(|h| *h == heading).unwrap();
+        let pos = help.find(option).unwrap_or_else(|| panic!("no {option}"));
+        let end = at.get(i + 1).copied().unwrap_or(help.len());
+        assert!(
+            at[i] < pos && pos < end,
+            "{option} not under {heading}: {help}"
+        );
+    }
+    for var in ["LOG_FORMAT", "RUST_LOG", "NO_COLOR"] {
+        assert!(help.contains(var), "no {var}: {help}");
+    }
 }
