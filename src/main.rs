@@ -19,6 +19,7 @@ fn main() -> ExitCode {
                 | Command::Jobs { .. }
                 | Command::Completions { .. }
                 | Command::Manpage
+                | Command::Healthcheck
         )
     );
     logging::init(if quiet {

@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo => return super::demo::run(cli.options),
         Command::Completions { shell } => return completions(shell),
         Command::Manpage => return manpage(),
+        Command::Healthcheck => return healthcheck(&cli.options),
         _ => {}
     }
     let settings = match Settings::resolve(&cli.options, &ProcessEnv) {
@@ -68,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
         Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
         Command::Jobs { json } => list_jobs(&settings, json),
-        Command::Demo | Command::Completions { .. } | Command::Manpage => {
+        Command::Demo | Command::Completions { .. } | Command::Manpage | Command::Healthcheck => {
             unreachable!("handled above")
         }
     }
@@ -92,6 +93,56 @@ fn manpage() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: writing the man page: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// `healthcheck`: GET /health of the serve on LISTEN_ADDR (its loopback when it listens on
+/// every address) within 5 s; 0 for HTTP 200 (ok, degraded), 1 for anything else.
+fn healthcheck(options: &crate::config::Options) -> ExitCode {
+    let mut addr = match crate::config::listen_addr(options) {
+        Ok(a) => a,
+        Err(e) => return usage(e),
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}/health");
+    let answer = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            let code = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            Ok::<_, String>((code, body))
+        })
+    });
+    match answer {
+        Ok((200, body)) => {
+            println!(
+                "healthy: {}",
+                body["data"]["status"].as_str().unwrap_or("ok")
+            );
+            ExitCode::from(exit::OK)
+        }
+        Ok((code, body)) => {
+            let data = &body["data"];
+            println!(
+                "unhealthy: HTTP {code} {} ({})",
+                data["status"].as_str().unwrap_or("?"),
+                data["reason"].as_str().unwrap_or("no reason given")
+            );
+            ExitCode::from(exit::FAILED)
+        }
+        Err(e) => {
+            println!("unhealthy: {url} does not answer: {e}");
             ExitCode::from(exit::FAILED)
         }
     }

@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `easytier-probe manpage > easytier-probe.1`.
     Manpage,
+    /// Read the local `/health` (on LISTEN_ADDR): exit 0 when serve answers ok or degraded, 1
+    /// otherwise. For container health checks in images without a shell.
+    Healthcheck,
 }
 
 /// Global options: every one is also an environment variable.

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub use args::{Cli, Command, Options};
 pub use env::{load_dotenv, EmptyEnv, Env, ProcessEnv};
 pub use notify::{Destination, NotifySettings, SmtpTls, Target};
+pub use resolve::listen_addr;
 
 use crate::domain::{Retention, Secret};
 

@@ -25,7 +25,7 @@ impl Settings {
         let backend = backend(options, node_token, api_key)?;
         let peer_source = peer_source(backend.is_some(), options)?;
         let data_dir = data_dir(options, env);
-        let listen = listen(options)?;
+        let listen = listen_addr(options)?;
         let notify = notify(options, env)?;
         let [peer_fetch, status_report, health_check, notify_every] = INTERVAL_VARIABLES;
         Ok(Settings {
@@ -129,7 +129,8 @@ fn data_dir(options: &Options, env: &dyn Env) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./easytier-probe-data"))
 }
 
-fn listen(options: &Options) -> Result<SocketAddr, ConfigError> {
+/// `LISTEN_ADDR` (`--listen`), default 127.0.0.1:8080: read alone by `healthcheck`.
+pub fn listen_addr(options: &Options) -> Result<SocketAddr, ConfigError> {
     let raw = options.listen.as_deref().unwrap_or("127.0.0.1:8080");
     raw.trim().parse().map_err(|_| {
         ConfigError(format!(

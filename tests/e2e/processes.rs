@@ -278,6 +278,27 @@ async fn beside_serve() {
     assert!(listed["items"][2]["last_run"].is_null(), "{listed}");
     assert!(listed["last_runs_unavailable"].is_null(), "{listed}");
 
+    // `healthcheck` reads /health on LISTEN_ADDR (0.0.0.0 read on loopback): serve answers.
+    let port = serve.base.rsplit(':').next().unwrap().to_string();
+    let healthcheck = |listen: String| {
+        let mut c = bin(dir.path());
+        c.env("LISTEN_ADDR", listen).arg("healthcheck");
+        c
+    };
+    for listen in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let o = output(healthcheck(listen.clone())).await;
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{listen}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with("healthy"),
+            "{listen}"
+        );
+    }
+
     // Triggering over the API is off without an admin token.
     let (code, body) =
         http(reqwest::Client::new().post(format!("{}/api/jobs/probe-sweep/run", serve.base))).await;
@@ -285,6 +306,10 @@ async fn beside_serve() {
     assert_eq!(body["code"], 403);
 
     let status = serve.terminate(Duration::from_secs(15)).await;
+    // Nothing answers once serve is gone: unhealthy, exit 1.
+    let o = output(healthcheck(format!("127.0.0.1:{port}"))).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not answer"));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", serve.log());
     stop_node(n).await;
 }
