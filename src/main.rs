@@ -1,18 +1,28 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use easytier_probe::app::{cli, logging};
-use easytier_probe::config::{load_dotenv, Cli, Command};
+use easytier_probe::config::{load_dotenv, Command, ParseError, ProcessEnv};
 
 fn main() -> ExitCode {
     // Before parsing, so `.env` values feed clap's environment fallbacks (set variables win).
-    if let Err(e) = load_dotenv() {
-        eprintln!("error: {e}");
-        return ExitCode::from(cli::exit::USAGE);
-    }
-    let args = Cli::parse();
+    let dotenv = match load_dotenv() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(cli::exit::USAGE);
+        }
+    };
+    let args =
+        match easytier_probe::config::parse(std::env::args_os().collect(), &ProcessEnv, &dotenv) {
+            Ok(parsed) => parsed,
+            Err(ParseError::Clap(e)) => e.exit(),
+            Err(ParseError::Config(e)) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(cli::exit::USAGE);
+            }
+        };
     let quiet = matches!(
-        args.command,
+        args.cli.command,
         Some(
             Command::Demo
                 | Command::RunJob { .. }
@@ -20,6 +30,7 @@ fn main() -> ExitCode {
                 | Command::Completions { .. }
                 | Command::Manpage
                 | Command::Healthcheck
+                | Command::CheckConfig
         )
     );
     logging::init(if quiet {

@@ -508,7 +508,7 @@ mod tests {
     async fn every_job_prunes_its_own_runs() {
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
-            runs_keep: Some("3".into()),
+            runs_keep: Some(3),
             ..Options::default()
         };
         let r = Runner::new(jobs::test_context(dir.path(), options));

@@ -9,6 +9,8 @@
 mod alerts;
 #[path = "e2e/common.rs"]
 mod common;
+#[path = "e2e/config.rs"]
+mod config;
 #[path = "e2e/contract.rs"]
 mod contract;
 #[path = "e2e/dns.rs"]
@@ -67,6 +69,7 @@ fn main() {
     trials.extend(indirect::trials());
     trials.extend(dns::trials());
     trials.extend(contract::trials());
+    trials.extend(config::trials());
     trials.extend(processes::trials());
     trials.extend(faults::trials());
     trials.extend(truth::trials());

@@ -12,7 +12,7 @@ use super::error::{envelope, ok, ApiError};
 use super::jobs::require_admin;
 use super::views::Items;
 use super::ApiState;
-use crate::domain::duration::parse_span;
+use crate::domain::duration::parse_duration;
 use crate::domain::time::rfc3339;
 use crate::domain::{AlertName, Silence};
 use crate::store::ChangeRecord;
@@ -216,7 +216,7 @@ pub(super) async fn create_silence(
     let ends_at = match (new.ends_at, new.duration.as_deref()) {
         (Some(end), None) => end,
         (None, Some(d)) => {
-            let d = parse_span(d).map_err(|e| ApiError::Invalid(format!("duration: {e}")))?;
+            let d = parse_duration(d).map_err(|e| ApiError::Invalid(format!("duration: {e}")))?;
             starts_at + chrono::Duration::seconds(d.as_secs() as i64)
         }
         _ => {

@@ -229,7 +229,7 @@ async fn metrics_are_the_declared_ones_and_alerts_show_the_notify_jobs_records()
             "http://127.0.0.1:{}/x",
             crate::testkit::free_port()
         )),
-        notify_failure_threshold: Some("1".into()),
+        notify_failure_threshold: Some(1),
         ..Default::default()
     };
     let ctx = crate::jobs::test_context(dir.path(), options);

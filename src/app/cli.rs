@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::api::views::{JobView, RunView};
 use crate::config::{
-    Cli, Command, PeerSource, ProcessEnv, Settings, NEEDS_BACKEND, NEEDS_PEER_SOURCE,
+    Cli, Command, Parsed, PeerSource, ProcessEnv, Settings, NEEDS_BACKEND, NEEDS_PEER_SOURCE,
 };
 use crate::control::{self, ControlError};
 use crate::domain::time::rfc3339_seconds;
@@ -39,7 +39,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(parsed: Parsed) -> ExitCode {
+    let cli = &parsed.cli;
     let command = cli
         .command
         .clone()
@@ -48,7 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let open_files = crate::probe::limits::raise_open_files_limit();
     tracing::debug!(open_files, "open-files limit");
     match command {
-        Command::Demo => return super::demo::run(cli.options),
+        Command::Demo => return super::demo::run(cli.options.clone()),
         Command::Completions { shell } => return completions(shell),
         Command::Manpage => return manpage(),
         Command::Healthcheck => return healthcheck(&cli.options),
@@ -58,6 +59,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(s) => Arc::new(s),
         Err(e) => return usage(e),
     };
+    if let Command::CheckConfig = command {
+        print!("{}", crate::config::describe(&settings, &parsed));
+        return ExitCode::SUCCESS;
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -69,7 +74,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
         Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
         Command::Jobs { json } => list_jobs(&settings, json),
-        Command::Demo | Command::Completions { .. } | Command::Manpage | Command::Healthcheck => {
+        Command::Demo
+        | Command::Completions { .. }
+        | Command::Manpage
+        | Command::Healthcheck
+        | Command::CheckConfig => {
             unreachable!("handled above")
         }
     }
@@ -101,10 +110,7 @@ fn manpage() -> ExitCode {
 /// `healthcheck`: GET /health of the serve on LISTEN_ADDR (its loopback when it listens on
 /// every address) within 5 s; 0 for HTTP 200 (ok, degraded), 1 for anything else.
 fn healthcheck(options: &crate::config::Options) -> ExitCode {
-    let mut addr = match crate::config::listen_addr(options) {
-        Ok(a) => a,
-        Err(e) => return usage(e),
-    };
+    let mut addr = crate::config::listen_addr(options);
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),

@@ -74,11 +74,7 @@ fn peer(
 pub fn run(mut options: Options) -> ExitCode {
     // The API socket is bound before the process moves into its private network namespace,
     // so a browser on this machine can reach it while the nodes cannot reach the internet.
-    let listen: SocketAddr = options
-        .listen
-        .as_deref()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal address"));
+    let listen: SocketAddr = crate::config::listen_addr(&options);
     let api = std::net::TcpListener::bind(listen)
         .or_else(|_| std::net::TcpListener::bind((listen.ip(), 0)));
     let api = match api {
@@ -199,10 +195,10 @@ fn demo_options(options: &mut Options, backend_url: &str) {
     options.backend_base_url = Some(backend_url.to_string());
     options.node_token = Some("demo-node-token".into());
     options.region = options.region.take().or(Some("demo".into()));
-    let or = |v: &mut Option<String>, d: &str| *v = v.take().or(Some(d.into()));
-    or(&mut options.peer_fetch_interval, "20");
-    or(&mut options.status_report_interval, "10");
-    or(&mut options.health_check_interval, "5");
+    let or = |v: &mut Option<Duration>, secs| *v = v.or(Some(Duration::from_secs(secs)));
+    or(&mut options.peer_fetch_interval, 20);
+    or(&mut options.status_report_interval, 10);
+    or(&mut options.health_check_interval, 5);
 }
 
 fn banner(url: &str, backend_url: &str) {

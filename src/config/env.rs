@@ -27,11 +27,22 @@ impl Env for EmptyEnv {
 }
 
 /// Loads `.env` from the working directory into the process environment without overriding
-/// variables that are already set, which gives environment precedence over `.env`.
-pub fn load_dotenv() -> Result<(), ConfigError> {
-    match dotenvy::dotenv() {
-        Ok(_) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(ConfigError(format!("could not read .env: {e}"))),
+/// variables that are already set, which gives environment precedence over `.env`. Returns the
+/// names of the variables it set.
+pub fn load_dotenv() -> Result<Vec<String>, ConfigError> {
+    let entries = match dotenvy::dotenv_iter() {
+        Ok(entries) => entries,
+        Err(e) if e.not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(ConfigError(format!("could not read .env: {e}"))),
+    };
+    let mut set = Vec::new();
+    for entry in entries {
+        let (name, value) = entry.map_err(|e| ConfigError(format!("could not read .env: {e}")))?;
+        if std::env::var_os(&name).is_none() {
+            // Before any thread is started: main calls this first.
+            std::env::set_var(&name, value);
+            set.push(name);
+        }
     }
+    Ok(set)
 }

@@ -1,25 +1,32 @@
 //! Configuration: the command line, the environment and `.env`, resolved into [`Settings`].
 //!
-//! Precedence: flag > environment > `.env` in the working directory > default. Secrets may
+//! Precedence: flag > environment > `.env` in the working directory > config file > default. Secrets may
 //! also come from `<NAME>_FILE` or from a systemd credential in `$CREDENTIALS_DIRECTORY`.
 //!
 //! - [`args`]: the clap definitions;
 //! - [`env`]: the environment and `.env`;
+//! - `file`: the config file under the command line, and where each value came from;
+//! - `values`: the typed values' parsers and bounds;
 //! - [`secrets`]: the table of secret names and how a secret is sourced;
 //! - `resolve`: options → settings, one function per section.
 
 mod args;
+mod check;
 mod env;
+mod file;
 pub mod notify;
 mod resolve;
 pub mod secrets;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use args::{Cli, Command, Options};
+pub use check::describe;
 pub use env::{load_dotenv, EmptyEnv, Env, ProcessEnv};
+pub use file::{file_keys, parse, ParseError, Parsed, Source};
 pub use notify::{Destination, NotifySettings, SmtpTls, Target};
 pub use resolve::listen_addr;
 

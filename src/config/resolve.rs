@@ -3,16 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::env::Env;
 use super::notify::{default_probe_name, parse_destinations};
 use super::secrets::{secret, ADMIN_TOKEN, API_KEY, NETWORK_SECRET, NODE_TOKEN, NOTIFY_URLS};
-use super::{
-    Backend, ConfigError, NotifySettings, Options, PeerSource, ProbeSettings, Settings,
-    INTERVAL_VARIABLES,
-};
-use crate::domain::duration::parse_span;
+use super::{Backend, ConfigError, NotifySettings, Options, PeerSource, ProbeSettings, Settings};
 use crate::domain::{ProbeIdentity, Retention, Secret, Thresholds};
 
 impl Settings {
@@ -25,29 +20,22 @@ impl Settings {
         let backend = backend(options, node_token, api_key)?;
         let peer_source = peer_source(backend.is_some(), options)?;
         let data_dir = data_dir(options, env);
-        let listen = listen_addr(options)?;
+        let listen = listen_addr(options);
         let notify = notify(options, env)?;
-        let [peer_fetch, status_report, health_check, notify_every] = INTERVAL_VARIABLES;
         Ok(Settings {
             backend,
             peer_source,
             region: region(options),
-            peer_fetch_interval: interval(options.peer_fetch_interval.as_deref(), peer_fetch)?,
-            status_report_interval: interval(
-                options.status_report_interval.as_deref(),
-                status_report,
-            )?,
-            health_check_interval: interval(
-                options.health_check_interval.as_deref(),
-                health_check,
-            )?,
-            notify_interval: interval(options.notify_interval.as_deref(), notify_every)?,
+            peer_fetch_interval: options.peer_fetch_interval,
+            status_report_interval: options.status_report_interval,
+            health_check_interval: options.health_check_interval,
+            notify_interval: options.notify_interval,
             data_dir,
             listen,
             network_secret: secret(NETWORK_SECRET, options.network_secret.as_deref(), env)?
                 .unwrap_or_else(|| Secret::new("")),
             admin_token,
-            retention: retention(options)?,
+            retention: retention(options),
             probe: probe(options)?,
             notify,
         })
@@ -130,13 +118,10 @@ fn data_dir(options: &Options, env: &dyn Env) -> PathBuf {
 }
 
 /// `LISTEN_ADDR` (`--listen`), default 127.0.0.1:8080: read alone by `healthcheck`.
-pub fn listen_addr(options: &Options) -> Result<SocketAddr, ConfigError> {
-    let raw = options.listen.as_deref().unwrap_or("127.0.0.1:8080");
-    raw.trim().parse().map_err(|_| {
-        ConfigError(format!(
-            "LISTEN_ADDR (--listen) must be an address like 127.0.0.1:8080, got {raw:?}"
-        ))
-    })
+pub fn listen_addr(options: &Options) -> SocketAddr {
+    options
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
 /// `REGION`, trimmed; empty is none.
@@ -158,16 +143,8 @@ fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigErro
     };
     let defaults = Thresholds::default();
     let thresholds = Thresholds {
-        failure: threshold(
-            options.notify_failure_threshold.as_deref(),
-            ("NOTIFY_FAILURE_THRESHOLD", "--notify-failure-threshold"),
-            defaults.failure,
-        )?,
-        success: threshold(
-            options.notify_success_threshold.as_deref(),
-            ("NOTIFY_SUCCESS_THRESHOLD", "--notify-success-threshold"),
-            defaults.success,
-        )?,
+        failure: options.notify_failure_threshold.unwrap_or(defaults.failure),
+        success: options.notify_success_threshold.unwrap_or(defaults.success),
     };
     let public_url = match options.public_url.as_deref().map(str::trim) {
         Some(raw) if !raw.is_empty() => {
@@ -197,45 +174,13 @@ fn notify(options: &Options, env: &dyn Env) -> Result<NotifySettings, ConfigErro
     })
 }
 
-fn threshold(
-    raw: Option<&str>,
-    (var, flag): (&str, &str),
-    default: u32,
-) -> Result<u32, ConfigError> {
-    let Some(raw) = given(raw) else {
-        return Ok(default);
-    };
-    match raw.parse::<u32>() {
-        Ok(n) if (1..=1000).contains(&n) => Ok(n),
-        _ => Err(ConfigError(format!(
-            "{var} ({flag}) must be a whole number of checks from 1 to 1000, got {raw:?}"
-        ))),
-    }
-}
-
-/// `PROBE_TIMEOUT` (100 ms to 60 s) and `PROBE_CONCURRENCY` (1 to 65 536).
+/// `PROBE_TIMEOUT`, `PROBE_CONCURRENCY` (checked by their parsers) and `DNS_SERVERS`.
 fn probe(options: &Options) -> Result<ProbeSettings, ConfigError> {
     let mut probe = ProbeSettings::default();
-    if let Some(raw) = given(options.probe_timeout.as_deref()) {
-        probe.timeout = crate::domain::duration::parse_duration(raw)
-            .ok()
-            .filter(|d| crate::domain::TIMEOUT_RANGE.contains(d))
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "PROBE_TIMEOUT (--probe-timeout) must be a duration from 100ms to 60s, e.g. 3s, got {raw:?}"
-                ))
-            })?;
+    if let Some(timeout) = options.probe_timeout {
+        probe.timeout = timeout;
     }
-    if let Some(raw) = given(options.probe_concurrency.as_deref()) {
-        match raw.parse::<usize>() {
-            Ok(n) if (1..=65_536).contains(&n) => probe.concurrency = Some(n),
-            _ => {
-                return Err(ConfigError(format!(
-                    "PROBE_CONCURRENCY (--probe-concurrency) must be a whole number from 1 to 65536, got {raw:?}"
-                )))
-            }
-        }
-    }
+    probe.concurrency = options.probe_concurrency;
     if let Some(raw) = given(options.dns_servers.as_deref()) {
         probe.dns_servers = dns_servers(raw)?;
     }
@@ -264,97 +209,18 @@ fn dns_servers(raw: &str) -> Result<Vec<SocketAddr>, ConfigError> {
         .collect()
 }
 
-/// Whole seconds, at least 1.
-fn interval(raw: Option<&str>, (var, flag): (&str, &str)) -> Result<Option<Duration>, ConfigError> {
-    let Some(raw) = given(raw) else {
-        return Ok(None);
-    };
-    match raw.parse::<u64>() {
-        Ok(n) if (1..=7 * 24 * 3600).contains(&n) => Ok(Some(Duration::from_secs(n))),
-        _ => Err(ConfigError(format!(
-            "{var} ({flag}) must be a whole number of seconds between 1 and 604800, got {raw:?}"
-        ))),
-    }
-}
-
-const DAY: u64 = 86_400;
-const YEAR: u64 = 365 * DAY;
-
-fn retention(options: &Options) -> Result<Retention, ConfigError> {
+/// The retentions (checked by their parsers), each defaulting to [`Retention::default`]'s.
+fn retention(options: &Options) -> Retention {
     let defaults = Retention::default();
-    Ok(Retention {
-        raw: span(
-            options.history_retention.as_deref(),
-            ("HISTORY_RETENTION", "--history-retention"),
-            defaults.raw,
-            (10 * 60, 30 * DAY),
-        )?,
-        minute: span(
-            options.history_minute_retention.as_deref(),
-            ("HISTORY_MINUTE_RETENTION", "--history-minute-retention"),
-            defaults.minute,
-            (2 * 3600, 90 * DAY),
-        )?,
-        hour: span(
-            options.history_hour_retention.as_deref(),
-            ("HISTORY_HOUR_RETENTION", "--history-hour-retention"),
-            defaults.hour,
-            (170 * 3600, 3 * YEAR),
-        )?,
-        day: span(
-            options.history_day_retention.as_deref(),
-            ("HISTORY_DAY_RETENTION", "--history-day-retention"),
-            defaults.day,
-            (31 * DAY, 20 * YEAR),
-        )?,
-        runs_keep: runs_keep(options.runs_keep.as_deref(), defaults.runs_keep)?,
-        runs_age: span(
-            options.runs_retention.as_deref(),
-            ("RUNS_RETENTION", "--runs-retention"),
-            defaults.runs_age,
-            (3600, 20 * YEAR),
-        )?,
-    })
-}
-
-/// A retention setting: a duration ("d" is accepted beside ms/s/m/h) within `bounds` seconds.
-fn span(
-    raw: Option<&str>,
-    (var, flag): (&str, &str),
-    default: chrono::Duration,
-    (min, max): (u64, u64),
-) -> Result<chrono::Duration, ConfigError> {
-    let Some(raw) = given(raw) else {
-        return Ok(default);
+    let span = |given: Option<std::time::Duration>, default| {
+        given.map_or(default, |d| chrono::Duration::seconds(d.as_secs() as i64))
     };
-    match parse_span(raw) {
-        Ok(d) if (min..=max).contains(&d.as_secs()) => {
-            Ok(chrono::Duration::seconds(d.as_secs() as i64))
-        }
-        _ => Err(ConfigError(format!(
-            "{var} ({flag}) must be a duration from {} to {}, like 36h or 7d, got {raw:?}",
-            human_secs(min),
-            human_secs(max)
-        ))),
-    }
-}
-
-fn human_secs(secs: u64) -> String {
-    match secs {
-        s if s % DAY == 0 => format!("{}d", s / DAY),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s => format!("{}m", s / 60),
-    }
-}
-
-fn runs_keep(raw: Option<&str>, default: usize) -> Result<usize, ConfigError> {
-    let Some(raw) = given(raw) else {
-        return Ok(default);
-    };
-    match raw.parse::<usize>() {
-        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-        _ => Err(ConfigError(format!(
-            "RUNS_KEEP (--runs-keep) must be a whole number from 1 to 1000000, got {raw:?}"
-        ))),
+    Retention {
+        raw: span(options.history_retention, defaults.raw),
+        minute: span(options.history_minute_retention, defaults.minute),
+        hour: span(options.history_hour_retention, defaults.hour),
+        day: span(options.history_day_retention, defaults.day),
+        runs_keep: options.runs_keep.unwrap_or(defaults.runs_keep),
+        runs_age: span(options.runs_retention, defaults.runs_age),
     }
 }

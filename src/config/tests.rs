@@ -25,6 +25,17 @@ fn parse(args: &[&str]) -> Cli {
         .expect("arguments parse")
 }
 
+/// The problem with `args`: clap's (a value its parser refuses) or resolve's.
+fn problem(args: &[&str]) -> String {
+    match Cli::try_parse_from(std::iter::once("easytier-probe").chain(args.iter().copied())) {
+        Err(e) => e.to_string(),
+        Ok(cli) => match Settings::resolve(&cli.options, &env(&[])) {
+            Err(e) => e.0,
+            Ok(_) => panic!("{args:?} was taken"),
+        },
+    }
+}
+
 #[test]
 fn distributed_mode_names_the_missing_setting() {
     let cli = parse(&["--distributed-mode", "--node-token", "t"]);
@@ -95,9 +106,8 @@ fn bad_values_name_their_setting() {
         (vec!["--peer-fetch-interval", "abc"], "PEER_FETCH_INTERVAL"),
         (vec!["--listen", "nowhere"], "LISTEN_ADDR"),
     ] {
-        let cli = parse(&args);
-        let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
-        assert!(err.0.contains(name), "{err}");
+        let err = problem(&args);
+        assert!(err.contains(name), "{err}");
     }
     let cli = parse(&[
         "--distributed-mode",
@@ -174,8 +184,8 @@ fn retentions_default_parse_and_bound() {
         ("--runs-keep", "RUNS_KEEP", "0"),
         ("--runs-retention", "RUNS_RETENTION", "1x"),
     ] {
-        let err = Settings::resolve(&parse(&[flag, bad]).options, &env(&[])).unwrap_err();
-        assert!(err.0.contains(var), "{var}={bad}: {err}");
+        let err = problem(&[flag, bad]);
+        assert!(err.contains(var), "{var}={bad}: {err}");
     }
 }
 
@@ -227,9 +237,8 @@ fn interval_variables_name_their_settings() {
 /// address before the intervals.
 #[test]
 fn the_listen_address_is_checked_before_the_intervals() {
-    let cli = parse(&["--listen", "nowhere", "--health-check-interval", "0"]);
-    let err = Settings::resolve(&cli.options, &env(&[])).unwrap_err();
-    assert!(err.0.contains("LISTEN_ADDR"), "{err}");
+    let err = problem(&["--listen", "nowhere", "--health-check-interval", "0"]);
+    assert!(err.contains("LISTEN_ADDR"), "{err}");
 }
 
 #[test]
@@ -278,9 +287,9 @@ fn bad_alert_settings_name_the_variable_and_never_the_url() {
             "NOTIFY_URLS",
         ),
     ] {
-        let err = Settings::resolve(&parse(args).options, &env(&[])).unwrap_err();
-        assert!(err.0.contains(names), "{err}");
-        assert!(!err.0.contains("s3cret"), "{err}");
+        let err = problem(args);
+        assert!(err.contains(names), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }
 
@@ -307,8 +316,8 @@ fn probe_timeout_and_concurrency_are_honoured_and_checked() {
         ("--probe-concurrency", "0", "PROBE_CONCURRENCY"),
         ("--probe-concurrency", "many", "PROBE_CONCURRENCY"),
     ] {
-        let err = Settings::resolve(&parse(&[flag, bad]).options, &env(&[])).unwrap_err();
-        assert!(err.0.contains(names), "{flag} {bad}: {err}");
+        let err = problem(&[flag, bad]);
+        assert!(err.contains(names), "{flag} {bad}: {err}");
     }
 }
 
@@ -417,4 +426,17 @@ fn dns_servers_take_addresses_with_optional_ports() {
         assert!(err.0.contains("DNS_SERVERS"), "{bad}: {err}");
         assert!(err.0.contains(bad), "{bad}: {err}");
     }
+}
+
+/// The defaults `--help` shows (clap's) are the defaults the code applies when no option was
+/// parsed at all (tests and the demo build their options in code).
+#[test]
+fn the_defaults_shown_are_the_defaults_applied() {
+    let shown = Settings::resolve(&parse(&[]).options, &env(&[])).unwrap();
+    let applied = Settings::resolve(&Options::default(), &env(&[])).unwrap();
+    assert_eq!(format!("{shown:?}"), format!("{applied:?}"));
+    assert_eq!(
+        parse(&[]).options.probe_timeout,
+        Some(ProbeSettings::DEFAULT_TIMEOUT)
+    );
 }

@@ -444,8 +444,8 @@ mod tests {
     fn options(hook: Option<&str>) -> Options {
         Options {
             notify_urls: hook.map(String::from),
-            notify_failure_threshold: Some("2".into()),
-            notify_success_threshold: Some("2".into()),
+            notify_failure_threshold: Some(2),
+            notify_success_threshold: Some(2),
             probe_name: Some("unit".into()),
             ..Options::default()
         }

@@ -324,6 +324,7 @@ async fn help_is_grouped() {
             .unwrap_or_else(|| panic!("no {name}: {help}"))
     };
     let order = [
+        "Configuration",
         "Backend",
         "Schedule",
         "Storage",
@@ -338,6 +339,7 @@ async fn help_is_grouped() {
     );
     // Each option sits under its heading (after it, before the next).
     for (option, heading) in [
+        ("--config", "Configuration"),
         ("--node-token", "Backend"),
         ("--probe-timeout", "Probe"),
         ("--dns-servers", "Probe"),
@@ -352,6 +354,16 @@ async fn help_is_grouped() {
             at[i] < pos && pos < end,
             "{option} not under {heading}: {help}"
         );
+    }
+    // Typed values: their kind and their default as clap shows them.
+    for shown in [
+        "--probe-timeout <DURATION>",
+        "[default: 3s]",
+        "--runs-keep <N>",
+        "[default: 1000]",
+        "[env: CONFIG_FILE=]",
+    ] {
+        assert!(help.contains(shown), "no {shown}: {help}");
     }
     for var in ["LOG_FORMAT", "RUST_LOG", "NO_COLOR"] {
         assert!(help.contains(var), "no {var}: {help}");
