@@ -25,6 +25,10 @@ pub fn trials() -> Vec<Trial> {
             "cli::the_example_config_file_holds_every_option",
             example_file,
         ),
+        trial(
+            "cli::logs_take_the_journal_form_when_stderr_is_the_journal",
+            journal_form,
+        ),
     ]
 }
 
@@ -299,4 +303,49 @@ async fn example_file() {
         "config file",
         "{out}"
     );
+}
+
+/// With stderr the stream `JOURNAL_STREAM` names, log lines carry a syslog priority and no
+/// timestamp or colour; another stream named, or `LOG_FORMAT` set, keeps the usual forms.
+async fn journal_form() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |stream: Option<&str>, format: Option<&str>| {
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut c = bin(dir.path());
+        c.env("RUST_LOG", "easytier_probe=debug")
+            .arg("jobs")
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        let named = format!("{}:{}", meta.dev(), meta.ino());
+        c.env("JOURNAL_STREAM", stream.unwrap_or(&named));
+        if let Some(f) = format {
+            c.env("LOG_FORMAT", f);
+        }
+        let status = c.status().unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let journal = run(None, None);
+    let line = journal
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no log line"));
+    assert!(
+        line.starts_with("<7>easytier_probe::app::cli: open-files limit"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains('\x1b') && !journal.contains("DEBUG"),
+        "{journal}"
+    );
+    let elsewhere = run(Some("1:2"), None);
+    assert!(
+        elsewhere.contains(" DEBUG ") && !elsewhere.starts_with('<'),
+        "{elsewhere}"
+    );
+    let json = run(None, Some("json"));
+    assert!(json.starts_with('{'), "{json}");
 }
