@@ -8,6 +8,7 @@
 mod dns;
 mod faketcp;
 pub mod indirect;
+mod learnt;
 pub mod limits;
 mod node_info;
 mod quic;

@@ -14,15 +14,15 @@
 //! is long enough for QUIC's own retransmission of a lost Initial (about 1 s), or a clear
 //! rejection (the peer closing the connection).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use easytier::tunnel::common::{FramedReader, FramedWriter, TunnelWrapper};
 use easytier::tunnel::Tunnel;
 use quinn::{ClientConfig, ConnectionError, Endpoint};
 
+use super::learnt::{Learnt, Named};
 use super::{fail, Failure};
 use crate::domain::ErrorKind;
 
@@ -47,10 +47,18 @@ impl Flavour {
     }
 }
 
-fn remembered() -> &'static Mutex<HashMap<SocketAddr, Flavour>> {
-    static MAP: OnceLock<Mutex<HashMap<SocketAddr, Flavour>>> = OnceLock::new();
-    MAP.get_or_init(Mutex::default)
+impl Named for Flavour {
+    const ALL: &'static [Flavour] = &[Flavour::Tls, Flavour::Plaintext];
+
+    fn name(self) -> &'static str {
+        match self {
+            Flavour::Tls => "tls",
+            Flavour::Plaintext => "plaintext",
+        }
+    }
 }
+
+static LEARNT: Learnt<SocketAddr, Flavour> = Learnt::new();
 
 /// Keeps the endpoint and connection alive as long as the tunnel halves live.
 struct Keep {
@@ -69,7 +77,7 @@ pub(super) async fn connect(
     addr: SocketAddr,
     budget: Duration,
 ) -> Result<Box<dyn Tunnel>, Failure> {
-    let known = remembered().lock().ok().and_then(|m| m.get(&addr).copied());
+    let known = LEARNT.get(&addr);
     let first = known.unwrap_or(Flavour::Tls);
     // Enough for a QUIC handshake over a slow path, and leaves time for the other flavour.
     let first_budget = if known.is_some() {
@@ -93,45 +101,17 @@ pub(super) async fn connect(
 }
 
 /// The flavour that worked, per address, as `"tls"` or `"plaintext"` (for the store).
-pub fn remembered_flavours() -> Vec<(SocketAddr, &'static str)> {
-    let Ok(m) = remembered().lock() else {
-        return Vec::new();
-    };
-    let mut all: Vec<_> = m
-        .iter()
-        .map(|(addr, f)| {
-            let name = match f {
-                Flavour::Tls => "tls",
-                Flavour::Plaintext => "plaintext",
-            };
-            (*addr, name)
-        })
-        .collect();
-    all.sort();
-    all
+pub fn remembered_flavours() -> Vec<(String, &'static str)> {
+    LEARNT.dump(SocketAddr::to_string)
 }
 
 /// Takes flavours kept from earlier sweeps; unknown names and bad addresses are skipped.
 pub fn remember_flavours<'a>(kept: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    let Ok(mut m) = remembered().lock() else {
-        return;
-    };
-    for (addr, name) in kept {
-        let flavour = match name {
-            "tls" => Flavour::Tls,
-            "plaintext" => Flavour::Plaintext,
-            _ => continue,
-        };
-        if let Ok(addr) = addr.parse() {
-            m.entry(addr).or_insert(flavour);
-        }
-    }
+    LEARNT.load(kept, |addr| addr.parse().ok());
 }
 
 fn remember(addr: SocketAddr, flavour: Flavour, tunnel: Box<dyn Tunnel>) -> Box<dyn Tunnel> {
-    if let Ok(mut m) = remembered().lock() {
-        m.insert(addr, flavour);
-    }
+    LEARNT.set(addr, Some(flavour));
     tunnel
 }
 

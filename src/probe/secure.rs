@@ -13,10 +13,8 @@
 //! Which handshake a peer needs is learnt and kept per address and network
 //! ([`remembered_modes`], [`remember_modes`]), as the QUIC flavours are.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
 
 use easytier::tunnel::packet_def::ZCPacket;
 use easytier::tunnel::{ZCPacketSink, ZCPacketStream};
@@ -24,6 +22,7 @@ use futures::SinkExt;
 use prost::Message;
 use ring::hmac;
 
+use super::learnt::{Learnt, Named};
 use super::session::{classify_open, next_packet_of, secret_digest};
 use super::{fail, Failure, HANDSHAKE_VERSION};
 use crate::domain::ErrorKind;
@@ -56,6 +55,10 @@ impl Mode {
             Mode::Noise => Mode::Legacy,
         }
     }
+}
+
+impl Named for Mode {
+    const ALL: &'static [Mode] = &[Mode::Legacy, Mode::Noise];
 
     fn name(self) -> &'static str {
         match self {
@@ -308,60 +311,32 @@ async fn next_message_2(
 /// and relay others with the legacy handshake.
 type ModeKey = (SocketAddr, String);
 
-fn remembered() -> &'static Mutex<HashMap<ModeKey, Mode>> {
-    static MAP: OnceLock<Mutex<HashMap<ModeKey, Mode>>> = OnceLock::new();
-    MAP.get_or_init(Mutex::default)
-}
+static LEARNT: Learnt<ModeKey, Mode> = Learnt::new();
 
 /// The handshake that last worked at `addr` for `network`.
 pub(super) fn known_mode(addr: SocketAddr, network: &str) -> Option<Mode> {
-    let m = remembered().lock().ok()?;
-    m.get(&(addr, network.to_string())).copied()
+    LEARNT.get(&(addr, network.to_string()))
 }
 
 /// Keeps the handshake that worked; only Noise is kept (legacy is what an unknown peer gets).
 pub(super) fn learn(addr: SocketAddr, network: &str, mode: Mode) {
-    let Ok(mut m) = remembered().lock() else {
-        return;
-    };
-    let key = (addr, network.to_string());
-    match mode {
-        Mode::Noise => m.insert(key, mode),
-        Mode::Legacy => m.remove(&key),
-    };
+    LEARNT.set(
+        (addr, network.to_string()),
+        (mode == Mode::Noise).then_some(mode),
+    );
 }
 
 /// The handshake that worked per `"address network"` (`"legacy"` / `"noise"`), for the store.
 pub fn remembered_modes() -> Vec<(String, &'static str)> {
-    let Ok(m) = remembered().lock() else {
-        return Vec::new();
-    };
-    let mut all: Vec<_> = m
-        .iter()
-        .map(|((addr, network), mode)| (format!("{addr} {network}"), mode.name()))
-        .collect();
-    all.sort();
-    all
+    LEARNT.dump(|(addr, network)| format!("{addr} {network}"))
 }
 
 /// Takes the modes kept from earlier sweeps; unknown names and bad keys are skipped.
 pub fn remember_modes<'a>(kept: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    let Ok(mut m) = remembered().lock() else {
-        return;
-    };
-    for (key, name) in kept {
-        let mode = match name {
-            "legacy" => Mode::Legacy,
-            "noise" => Mode::Noise,
-            _ => continue,
-        };
-        let Some((addr, network)) = key.split_once(' ') else {
-            continue;
-        };
-        if let Ok(addr) = addr.parse() {
-            m.entry((addr, network.to_string())).or_insert(mode);
-        }
-    }
+    LEARNT.load(kept, |key| {
+        let (addr, network) = key.split_once(' ')?;
+        Some((addr.parse().ok()?, network.to_string()))
+    });
 }
 
 #[cfg(test)]
