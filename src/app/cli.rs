@@ -150,7 +150,7 @@ fn healthcheck(options: &crate::config::Options) -> ExitCode {
 
 /// How long `serve` waits for a one-shot `run-job` to release the store (a timer may have
 /// started one just before serve, e.g. at boot). Longer than any job's timeout.
-const SERVE_WAITS_FOR_ONE_SHOT: Duration = Duration::from_secs(120);
+pub const SERVE_WAITS_FOR_ONE_SHOT: Duration = Duration::from_secs(120);
 
 async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
     let start = Instant::now();
