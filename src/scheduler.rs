@@ -173,6 +173,36 @@ impl Scheduler {
         }
     }
 
+    /// How far the scheduler is behind its plan: the longest any job is past its due time
+    /// (zero while each fires on time). Each fire moves a job's plan on, so a scheduler that no
+    /// longer fires falls further behind at every moment; `serve`'s watchdog reads this.
+    pub async fn behind(&self) -> Duration {
+        let (now, wall) = (self.shared.clock.instant(), self.shared.clock.now());
+        let plans: Vec<(Uuid, Option<Instant>)> = match self.shared.armed.lock() {
+            Ok(armed) => armed
+                .values()
+                .map(|a| match &a.plan {
+                    Plan::Every(c) => (a.id, Some(c.next())),
+                    Plan::Cron(_) => (a.id, None),
+                })
+                .collect(),
+            // A thread panicked holding the plans: nothing is re-armed any more.
+            Err(_) => return Duration::MAX,
+        };
+        let mut behind = Duration::ZERO;
+        for (id, next) in plans {
+            let late = match next {
+                Some(at) => now.saturating_duration_since(at),
+                None => match self.shared.inner.clone().next_tick_for_job(id).await {
+                    Ok(Some(at)) => (wall - at).to_std().unwrap_or_default(),
+                    _ => Duration::ZERO,
+                },
+            };
+            behind = behind.max(late);
+        }
+        behind
+    }
+
     /// Stops firing new runs; runs already going are left to the runner's drain.
     pub async fn shutdown(&self) {
         self.watch.abort();
@@ -414,6 +444,35 @@ mod tests {
         let d = read();
         clock.advance(15 * S);
         assert_eq!(wall_jump(d, read()), None);
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_stops_firing_falls_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::jobs::test_context(dir.path(), Default::default());
+        let scheduler = Scheduler::start(
+            Runner::new(ctx),
+            &[
+                (JobName::Notify, Schedule::Every(S)),
+                (JobName::PeerFetch, Schedule::Cron("* * * * * *".into())),
+            ],
+        )
+        .await
+        .unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(S / 2).await;
+            let behind = scheduler.behind().await;
+            assert!(behind < 2 * S, "behind {behind:?} while firing");
+        }
+        // tokio-cron-scheduler stops ticking: the plans stay where they were.
+        scheduler.shared.inner.clone().shutdown().await.unwrap();
+        tokio::time::sleep(3 * S).await;
+        let behind = scheduler.behind().await;
+        assert!(
+            behind > S + S / 2,
+            "behind only {behind:?} after 3 s unfired"
+        );
+        scheduler.shutdown().await;
     }
 
     #[tokio::test]

@@ -23,6 +23,8 @@ mod indirect;
 mod probe_verdicts;
 #[path = "e2e/processes.rs"]
 mod processes;
+#[path = "e2e/systemd.rs"]
+mod systemd;
 #[path = "e2e/truth.rs"]
 mod truth;
 #[path = "e2e/upstream.rs"]
@@ -72,6 +74,7 @@ fn main() {
     trials.extend(config::trials());
     trials.extend(processes::trials());
     trials.extend(faults::trials());
+    trials.extend(systemd::trials());
     trials.extend(truth::trials());
     trials.extend(alerts::trials());
     trials.extend(
@@ -87,6 +90,13 @@ fn main() {
         trial(
             "faults::full_disk_makes_health_503_store",
             faults::full_disk_health,
+        )
+        .with_ignored_flag(mounts.is_err()),
+    );
+    trials.push(
+        trial(
+            "systemd::full_disk_stops_the_watchdog_pings",
+            systemd::full_disk_stops_the_pings,
         )
         .with_ignored_flag(mounts.is_err()),
     );

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Where a container engine runs: builds the image from the Dockerfile, starts it the way the
-# spec's `docker run` example does, and checks that its HEALTHCHECK turns healthy, that /health
-# answers 200 on the published port, and that `docker stop` ends it with exit 0. Where no engine
-# answers (a docker client alone is not enough), it says so and checks nothing.
+# Where a container engine runs: builds the image from the Dockerfile, checks its title label and
+# that it has no shell (distroless), starts it the way the spec's `docker run` example does, and
+# checks that its HEALTHCHECK turns healthy, that /health answers 200 on the published port, and
+# that `docker stop` ends it with exit 0. Where no engine answers (a docker client alone is not
+# enough), it says so and checks nothing.
 #
 # The backend is 127.0.0.1:9 inside the container, where nothing listens: peer-fetch fails and is
 # recorded, the API answers all the same, and nothing leaves the machine.
@@ -22,7 +23,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-DOCKER_BUILDKIT=1 docker build -t "$tag" .
+DOCKER_BUILDKIT=1 docker build -t "$tag" --build-arg VERSION=ci --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" .
+title=$(docker inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$tag")
+if [ "$title" != easytier-probe ]; then
+  echo "container-smoke: label org.opencontainers.image.title is '$title', not easytier-probe" >&2
+  exit 1
+fi
+# distroless: no shell in the image (the HEALTHCHECK is the binary's own command).
+if docker run --rm --entrypoint /bin/sh "$tag" -c true >/dev/null 2>&1; then
+  echo "container-smoke: the image has a shell; the runtime stage should be distroless" >&2
+  exit 1
+fi
 docker run -d --name "$name" -p 127.0.0.1::8080 \
   -e DISTRIBUTED_MODE_ENABLED=true \
   -e BACKEND_BASE_URL=http://127.0.0.1:9 \

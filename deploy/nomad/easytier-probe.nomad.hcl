@@ -10,10 +10,16 @@
 # the templates below write as files into the task's secrets dir. docs/deploy.md has the steps;
 # tests/deploy.rs checks this file against jobs/ and the binary.
 
+# No default: each deploy names the release it runs (`-var image=...:0.2.0`), so a rerun never
+# pulls whatever `:latest` has become.
 variable "image" {
   type        = string
-  default     = "easytier-probe:latest"
-  description = "The image built from the project's Dockerfile"
+  description = "The image built from the project's Dockerfile, with a version tag (or a digest), e.g. registry.example.com/easytier-probe:0.2.0"
+
+  validation {
+    condition     = can(regex(":[A-Za-z0-9_][A-Za-z0-9_.-]*$", var.image)) && !can(regex(":latest$", var.image))
+    error_message = "The image needs a version tag or a digest, not :latest or none."
+  }
 }
 
 variable "backend_base_url" {
@@ -33,6 +39,16 @@ job "easytier-probe" {
   constraint {
     attribute = "${meta.easytier_probe_region}"
     operator  = "is_set"
+  }
+
+  # One probe node at a time: a new image that never turns healthy stops the rollout at the
+  # first node. (Nomad before 1.7 enforces only max_parallel and stagger for system jobs.)
+  update {
+    max_parallel     = 1
+    stagger          = "30s"
+    health_check     = "checks"
+    min_healthy_time = "30s"
+    healthy_deadline = "5m"
   }
 
   group "probe" {
@@ -59,6 +75,13 @@ job "easytier-probe" {
         path     = "/health"
         interval = "15s"
         timeout  = "3s"
+
+        # /health is 503 when the store cannot write or no sweep came for 3 sweep intervals:
+        # 3 failed checks in a row (45 s) restart the task; 60 s of grace for the first sweep.
+        check_restart {
+          limit = 3
+          grace = "60s"
+        }
       }
     }
 
@@ -179,9 +202,11 @@ job "easytier-probe" {
         EOT
       }
 
+      # A 1000-peer sweep peaks around 64 MB (the systemd units allow 256 MB before throttling).
       resources {
-        cpu    = 200
-        memory = 512
+        cpu        = 200
+        memory     = 256
+        memory_max = 512
       }
     }
   }

@@ -72,7 +72,12 @@ pub fn run(parsed: Parsed) -> ExitCode {
     };
     match command {
         Command::Serve { no_schedule } => rt.block_on(serve(settings, no_schedule)),
-        Command::RunJob { job, json, wait } => rt.block_on(run_job(settings, job, json, wait)),
+        Command::RunJob {
+            job,
+            json,
+            wait,
+            busy_ok,
+        } => rt.block_on(run_job(settings, job, json, wait, busy_ok)),
         Command::Jobs { json } => list_jobs(&settings, json),
         Command::Demo
         | Command::Completions { .. }
@@ -156,7 +161,7 @@ fn healthcheck(options: &crate::config::Options) -> ExitCode {
 
 /// How long `serve` waits for a one-shot `run-job` to release the store (a timer may have
 /// started one just before serve, e.g. at boot). Longer than any job's timeout.
-const SERVE_WAITS_FOR_ONE_SHOT: Duration = Duration::from_secs(120);
+pub const SERVE_WAITS_FOR_ONE_SHOT: Duration = Duration::from_secs(120);
 
 async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
     let start = Instant::now();
@@ -207,6 +212,15 @@ async fn serve(settings: Arc<Settings>, no_schedule: bool) -> ExitCode {
     }
 }
 
+/// `run-job`'s "try later": 75, or 0 under `--busy-ok`, with a line saying so.
+fn tempfail(busy_ok: bool) -> ExitCode {
+    if busy_ok {
+        eprintln!("exit 0 rather than 75 (--busy-ok): the next scheduled run is the retry");
+        return ExitCode::from(exit::OK);
+    }
+    ExitCode::from(exit::TEMPFAIL)
+}
+
 /// What `run-job` gives a `serve` that runs the job for it, beyond the job's timeout, to answer.
 pub const SERVE_ANSWER_MARGIN: Duration = Duration::from_secs(15);
 
@@ -220,6 +234,7 @@ async fn run_job(
     job: JobName,
     json_out: bool,
     wait: Duration,
+    busy_ok: bool,
 ) -> ExitCode {
     if job == JobName::StatusReport && settings.backend.is_none() {
         return usage(NEEDS_BACKEND);
@@ -252,7 +267,7 @@ async fn run_job(
                             settings.data_dir.display(),
                             wait.as_secs()
                         );
-                        Err(ExitCode::from(exit::TEMPFAIL))
+                        Err(tempfail(busy_ok))
                     }
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -268,7 +283,7 @@ async fn run_job(
             Err(code) => return code,
         }
     };
-    report_run(&run, json_out)
+    report_run(&run, json_out, busy_ok)
 }
 
 /// Runs `job` in this process on `store`; on SIGTERM/SIGINT the run is interrupted and
@@ -302,14 +317,14 @@ async fn run_here(
     })
 }
 
-fn report_run(run: &JobRun, json_out: bool) -> ExitCode {
+fn report_run(run: &JobRun, json_out: bool, busy_ok: bool) -> ExitCode {
     if run.outcome == Outcome::Skipped {
         eprintln!(
             "{} was not run: {}",
             run.job,
             run.error.as_deref().unwrap_or("skipped")
         );
-        return ExitCode::from(exit::TEMPFAIL);
+        return tempfail(busy_ok);
     }
     let outcome = if run.outcome == Outcome::Ok {
         "ok"

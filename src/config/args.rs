@@ -48,6 +48,11 @@ pub enum Command {
         /// How long to wait for a store held by another one-shot run, e.g. "30s".
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         wait: Duration,
+        /// Exit 0, not 75, when the job cannot run now (the store stayed busy past --wait, or
+        /// its previous run is still going), saying so on stderr: for schedulers that count
+        /// every other exit as a failure, such as Nomad.
+        #[arg(long)]
+        busy_ok: bool,
     },
     /// List the jobs: schedule, timeout, overlap policy and last run.
     Jobs {

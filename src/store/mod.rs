@@ -38,7 +38,7 @@ pub use rollup::Maintenance;
 pub use runs::STORED_RESULTS;
 
 use codec::GetError;
-use keys::{KEY_SCHEMA, SCHEMA_MARKER};
+use keys::{KEY_ALIVE, KEY_SCHEMA, SCHEMA_MARKER};
 
 /// The schema this build writes and reads. Version 1 (per-peer history) is migrated on open.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -234,6 +234,21 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// One small write (a counter in `meta`), for a watchdog to see that writes still return:
+    /// a hung sled write (sled#1412) hangs this too. Blocking; flush it to know it reached disk.
+    pub fn touch(&self) -> Result<(), StoreError> {
+        self.inner
+            .meta
+            .update_and_fetch(KEY_ALIVE, |old| {
+                let n = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some(n.wrapping_add(1).to_be_bytes().to_vec())
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Whether writes reach the disk: false once a flush failed or stalled (a full disk), until

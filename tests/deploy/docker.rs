@@ -117,15 +117,22 @@ fn dockerfile_runs_serve_as_non_root_with_a_health_check() {
     );
     // The binary links against glibc: build on the Debian release the runtime image runs.
     let runtime_base = &stages[stages.len() - 1].from;
-    let release = runtime_base
-        .strip_prefix("debian:")
-        .and_then(|tag| tag.split('-').next())
+    let debian = runtime_base
+        .strip_prefix("gcr.io/distroless/cc-debian")
+        .and_then(|rest| rest.split(':').next())
         .unwrap_or_else(|| {
-            panic!("Dockerfile: runtime FROM {runtime_base}: expected debian:<release>-slim")
+            panic!(
+                "Dockerfile: runtime FROM {runtime_base}: expected gcr.io/distroless/cc-debian<N>"
+            )
         });
+    let codename = match debian {
+        "12" => "bookworm",
+        "13" => "trixie",
+        other => panic!("Dockerfile: Debian {other}: add its code name here"),
+    };
     assert!(
-        stages[0].from.contains(release),
-        "Dockerfile: build stage FROM {} is not Debian {release}",
+        stages[0].from.contains(codename),
+        "Dockerfile: build stage FROM {} is not Debian {debian} ({codename})",
         stages[0].from
     );
     let (entrypoint, cmd, runtime) = image();
@@ -144,10 +151,29 @@ fn dockerfile_runs_serve_as_non_root_with_a_health_check() {
         "Dockerfile: the image must not run as root"
     );
 
-    let healthcheck = runtime.last("HEALTHCHECK");
+    // No shell in the image: the health check is the binary's own command, in exec form.
     assert!(
-        healthcheck.contains("/health") && healthcheck.contains("LISTEN_ADDR"),
-        "Dockerfile: HEALTHCHECK must GET /health on the port of LISTEN_ADDR: {healthcheck}"
+        runtime.all("RUN").is_empty(),
+        "Dockerfile: the runtime image has no shell to RUN in"
+    );
+    let healthcheck = runtime.last("HEALTHCHECK");
+    let (_, probe) = healthcheck
+        .split_once("CMD ")
+        .unwrap_or_else(|| panic!("Dockerfile: HEALTHCHECK ... CMD [...]: {healthcheck}"));
+    let probe: Vec<String> = serde_json::from_str(probe.trim()).unwrap_or_else(|e| {
+        panic!("Dockerfile: HEALTHCHECK CMD must be a JSON array (exec form): {e}: {probe}")
+    });
+    assert_eq!(
+        probe.first().map(String::as_str),
+        Some(BINARY),
+        "Dockerfile: HEALTHCHECK runs the binary"
+    );
+    assert!(
+        matches!(
+            command(&parse_cli(&probe, "Dockerfile HEALTHCHECK")),
+            Command::Healthcheck
+        ),
+        "Dockerfile: HEALTHCHECK must run `easytier-probe healthcheck`: {probe:?}"
     );
 
     let known = known_variables();
@@ -243,4 +269,77 @@ fn container_works_with_the_spec_docker_run_example() {
     );
     assert!(settings.backend.is_some());
     assert_eq!(settings.region.as_deref(), Some("us-west"));
+}
+
+#[test]
+fn dockerfile_builds_the_dist_profile_and_labels_the_image() {
+    let stages = dockerfile();
+    let build = stages[0].all("RUN").join(" ");
+    assert!(
+        build.contains("--profile dist") && build.contains("target/dist/easytier-probe"),
+        "Dockerfile: the image is built with the dist profile: {build}"
+    );
+    let manifest: toml::Value = read(&repo().join("Cargo.toml"))
+        .parse()
+        .expect("Cargo.toml");
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(
+        dist["strip"].as_bool(),
+        Some(true),
+        "the dist binary is stripped"
+    );
+    assert_eq!(dist["codegen-units"].as_integer(), Some(1));
+    assert!(
+        matches!(dist["lto"].as_str(), Some("fat")),
+        "the dist profile has fat LTO"
+    );
+    // `cargo run --release -- demo` (the README's first command) stays a quick build.
+    let release = &manifest["profile"]["release"];
+    assert!(release.get("lto").is_none() && release.get("codegen-units").is_none());
+
+    let (_, _, runtime) = image();
+    let labels = runtime.all("LABEL").join(" ");
+    for key in ["title", "description", "version", "revision", "licenses"] {
+        assert!(
+            labels.contains(&format!("org.opencontainers.image.{key}=")),
+            "Dockerfile: LABEL org.opencontainers.image.{key}"
+        );
+    }
+    let licenses = manifest["package"]["license"].as_str().unwrap();
+    assert!(
+        labels.contains(&format!("org.opencontainers.image.licenses=\"{licenses}\"")),
+        "Dockerfile: the licenses label is Cargo.toml's: {licenses}"
+    );
+}
+
+/// The image has one name wherever the repository names it.
+#[test]
+fn the_image_has_one_name_everywhere() {
+    let mut paths = vec![repo().join("README.md"), repo().join("Dockerfile")];
+    paths.extend(files(&repo().join("docs"), ".md"));
+    paths.extend(files(&repo().join("deploy/ci"), ".sh"));
+    paths.extend(files(&repo().join("deploy/nomad"), ".hcl"));
+    for path in paths {
+        let text = read(&path);
+        for (i, line) in text.lines().enumerate() {
+            for word in ["docker build -t ", "image=", "docker run "] {
+                let Some((_, rest)) = line.split_once(word) else {
+                    continue;
+                };
+                let name = rest.split_whitespace().next().unwrap_or("");
+                let name = name.rsplit('/').next().unwrap_or(name);
+                // Flags, shell variables and placeholders ("...") name no image.
+                if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                    continue;
+                }
+                assert!(
+                    name.starts_with("easytier-probe"),
+                    "{}:{}: the image is easytier-probe, not {name}",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+    }
 }

@@ -191,6 +191,11 @@ fn nomad_serve_job_runs_serve_with_a_health_check() {
     let check = block(service, "check", origin);
     assert_eq!(string_attr(check, "type", origin), "http");
     assert_eq!(string_attr(check, "path", origin), "/health");
+    // Restarted by Nomad when /health keeps failing; rolled out one node at a time.
+    let check_restart = block(check, "check_restart", origin);
+    assert!(int_attr(check_restart, "limit", origin) >= 1, "{origin}");
+    let update = block(&serve.job, "update", origin);
+    assert_eq!(int_attr(update, "max_parallel", origin), 1, "{origin}");
     let kill = parse_go_duration(&string_attr(&serve.task, "kill_timeout", origin));
     assert!(
         kill > easytier_probe::app::serve::DRAIN_BOUND + OFFLINE_BOUND,
@@ -212,6 +217,49 @@ fn nomad_serve_job_runs_serve_with_a_health_check() {
     );
 }
 
+/// Peak RSS of `run-job <job>` handing its job to a `serve` (`/usr/bin/time -v`, each job).
+const RUN_JOB_RSS_MB: u64 = 19;
+/// Peak memory of a 1000-peer sweep (docs/deploy.md).
+const SWEEP_1000_PEERS_MB: u64 = 64;
+
+fn int_attr(body: &hcl::Body, key: &str, origin: &str) -> u64 {
+    match attr(body, key) {
+        Some(hcl::Expression::Number(n)) => n.as_u64(),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("{origin}: {key} must be a whole number"))
+}
+
+#[test]
+fn nomad_image_is_a_variable_with_no_latest_default() {
+    for path in files(&nomad_dir(), ".nomad.hcl") {
+        let origin = path.display().to_string();
+        let body = hcl::parse(&read(&path)).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        let image = blocks(&body, "variable")
+            .into_iter()
+            .find(|b| b.labels.first().map(|l| l.as_str()) == Some("image"))
+            .unwrap_or_else(|| panic!("{origin}: needs variable \"image\""));
+        assert!(
+            attr(&image.body, "default").is_none(),
+            "{origin}: the image has no default; each deploy names its release"
+        );
+        let validation = block(&image.body, "validation", &origin);
+        let condition = attr(validation, "condition")
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert!(condition.contains(":latest"), "{origin}: {condition}");
+        let config = |job: &hcl::Body| {
+            let group = block(job, "group", &origin).clone();
+            let task = block(&group, "task", &origin).clone();
+            block(&task, "config", &origin).clone()
+        };
+        let image_expr = attr(&config(&nomad_job(&path).1), "image")
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(image_expr, "var.image", "{origin}: config.image");
+    }
+}
+
 pub(crate) fn parse_go_duration(value: &str) -> Duration {
     easytier_probe::domain::duration::parse_duration(value).expect("a duration like 30s")
 }
@@ -229,10 +277,36 @@ fn nomad_periodic_jobs_match_jobs() {
     for (job, spec) in specs() {
         let task = NomadTask::load(&nomad_job_id(job));
         let origin = &task.origin;
-        let Command::RunJob { job: runs, .. } = command(&task.cli()) else {
+        let Command::RunJob {
+            job: runs, busy_ok, ..
+        } = command(&task.cli())
+        else {
             panic!("{origin}: args must be `run-job {job}`");
         };
         assert_eq!(runs, job, "{origin}: runs the wrong job");
+        // Nomad has no per-exit-code success: "try later" must not be a failed allocation.
+        assert!(
+            busy_ok,
+            "{origin}: run-job needs --busy-ok (exit 0, not 75)"
+        );
+        let config = block(&task.task, "config", origin);
+        assert_eq!(
+            attr(config, "init"),
+            Some(&hcl::Expression::Bool(true)),
+            "{origin}: a one-shot task runs under an init (docker init = true)"
+        );
+        // Sized for a run-job that hands the job to serve (measured 19 MB peak RSS), with room
+        // above for one that runs the job itself.
+        let resources = block(&task.task, "resources", origin);
+        let memory = int_attr(resources, "memory", origin);
+        assert!(
+            (2 * RUN_JOB_RSS_MB..=4 * RUN_JOB_RSS_MB).contains(&memory),
+            "{origin}: memory = {memory} MB for a run-job of {RUN_JOB_RSS_MB} MB"
+        );
+        assert!(
+            int_attr(resources, "memory_max", origin) >= 4 * SWEEP_1000_PEERS_MB,
+            "{origin}: memory_max leaves no room for a run-job that sweeps itself"
+        );
         assert_eq!(
             string_attr(&task.job, "type", origin),
             "sysbatch",

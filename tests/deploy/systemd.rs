@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::common::*;
 use super::schedules::{systemd_calendar, systemd_span};
+use easytier_probe::app::{cli, notify};
 use easytier_probe::config::{Cli, Command};
 use easytier_probe::domain::{JobName, Schedule};
 
@@ -112,8 +113,10 @@ pub(crate) fn service_units() -> Vec<String> {
 
 /// `[Service]` keys that say what a unit runs and how; every other key is the sandbox, which all
 /// the probe's services share.
-pub(crate) const PER_UNIT_KEYS: [&str; 9] = [
+pub(crate) const PER_UNIT_KEYS: [&str; 11] = [
     "Type",
+    "NotifyAccess",
+    "WatchdogSec",
     "ExecStart",
     "Restart",
     "RestartSec",
@@ -173,8 +176,38 @@ fn systemd_serve_units_run_serve() {
     assert_eq!(api.one("Unit", "PartOf"), TIMERS_TARGET);
 
     for unit in [&scheduler, &api] {
-        // serve does not speak sd_notify: Type=notify would never become ready.
-        assert_eq!(unit.one("Service", "Type"), "exec", "{}", unit.name);
+        // serve speaks sd_notify (READY=1, STOPPING=1, the watchdog pings from its main pid).
+        assert_eq!(unit.one("Service", "Type"), "notify", "{}", unit.name);
+        assert_eq!(unit.one("Service", "NotifyAccess"), "main", "{}", unit.name);
+        // Pings every WatchdogSec/2, each after a store write and flush of at most STORE_BOUND.
+        let watchdog = unit.span("Service", "WatchdogSec");
+        assert!(
+            watchdog >= 2 * notify::STORE_BOUND && watchdog >= notify::SCHEDULER_SLACK,
+            "{}: WatchdogSec={watchdog:?} is shorter than the checks its pings wait for",
+            unit.name
+        );
+        // READY=1 comes only once the store is open, and serve waits for a one-shot holding it.
+        let start = unit.span("Service", "TimeoutStartSec");
+        assert!(
+            start > cli::SERVE_WAITS_FOR_ONE_SHOT,
+            "{}: TimeoutStartSec={start:?} kills a serve waiting for a run-job to finish",
+            unit.name
+        );
+        // Backoff between restarts needs systemd 254: a drop-in, verified by verify-systemd.sh.
+        let backoff = Unit::load(&format!("{}.d/restart-backoff.conf", unit.name));
+        let steps: u32 = backoff.one("Service", "RestartSteps").parse().unwrap();
+        assert!(steps > 0, "{}: RestartSteps", backoff.name);
+        assert!(
+            backoff.span("Service", "RestartMaxDelaySec") > unit.span("Service", "RestartSec"),
+            "{}: RestartMaxDelaySec must exceed RestartSec",
+            backoff.name
+        );
+        assert_eq!(
+            backoff.service().len(),
+            2,
+            "{}: only the keys systemd 252 does not know belong in the drop-in",
+            backoff.name
+        );
         assert_eq!(
             unit.one("Service", "Restart"),
             "on-failure",

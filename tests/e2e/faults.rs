@@ -347,7 +347,7 @@ fn mount_tmpfs(target: &std::path::Path, flags: libc::c_ulong, opts: &str) {
 /// Needs the private mount namespace the test binary's main sets up.
 /// A 3 MB tmpfs under `dir` and two peers files: 10 peers (fit), 50 000 (do not fit).
 /// Returns (disk, data dir on it, small list, big list).
-fn small_disk_and_lists(dir: &std::path::Path) -> [std::path::PathBuf; 4] {
+pub fn small_disk_and_lists(dir: &std::path::Path) -> [std::path::PathBuf; 4] {
     let disk = dir.join("disk");
     std::fs::create_dir(&disk).unwrap();
     mount_tmpfs(&disk, 0, "size=3m");

@@ -153,6 +153,15 @@ async fn exit_75_when_busy() {
         !err.to_lowercase().contains("could not acquire lock"),
         "{err}"
     );
+    // --busy-ok (the Nomad jobs'): the same wait and reason, then exit 0, saying why.
+    let mut c = bin(dir.path());
+    c.env("DATA_DIR", &data)
+        .args(["run-job", "probe-sweep", "--wait", "1s", "--busy-ok"]);
+    let o = output(c).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("a test holding the store"), "{err}");
+    assert!(err.contains("exit 0 rather than 75 (--busy-ok)"), "{err}");
 
     // Released within --wait: the run goes ahead.
     let mut c = bin(dir.path());
