@@ -95,7 +95,7 @@ pub struct Options {
 
     /// Fetch peers from and report to a backend (a switch; `--distributed-mode=false` turns
     /// it off over the environment).
-    #[arg(help_heading = "Backend", long, global = true, env = "DISTRIBUTED_MODE_ENABLED", value_parser = values::parse_bool,
+    #[arg(help_heading = "Backend", long, global = true, env = "DISTRIBUTED_MODE_ENABLED", value_parser = values::parse_bool, value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub distributed_mode: Option<bool>,
 
