@@ -367,7 +367,9 @@ async fn overrunning_sweeps_degrade_health_and_fill_the_histogram() {
     let bucket = |le: &str| {
         metric(
             &text,
-            &format!("easytier_probe_sweep_duration_seconds_bucket{{le=\"{le}\"}}"),
+            &format!(
+                "easytier_probe_job_duration_seconds_bucket{{job=\"probe-sweep\",le=\"{le}\"}}"
+            ),
         )
     };
     // The skipped run is not a duration: 0.8 s, 12 s and 9 s.
@@ -376,11 +378,17 @@ async fn overrunning_sweeps_degrade_health_and_fill_the_histogram() {
     assert_eq!(bucket("30"), 3.0);
     assert_eq!(bucket("+Inf"), 3.0);
     assert_eq!(
-        metric(&text, "easytier_probe_sweep_duration_seconds_count"),
+        metric(
+            &text,
+            "easytier_probe_job_duration_seconds_count{job=\"probe-sweep\"}"
+        ),
         3.0
     );
     assert_eq!(
-        metric(&text, "easytier_probe_sweep_duration_seconds_sum"),
+        metric(
+            &text,
+            "easytier_probe_job_duration_seconds_sum{job=\"probe-sweep\"}"
+        ),
         21.8
     );
 

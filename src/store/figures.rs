@@ -64,7 +64,7 @@ impl Uptimes {
 }
 
 /// `(checks, up)` of an entry of any level.
-fn counts(entry: &Entry) -> (u64, u64) {
+pub(super) fn counts(entry: &Entry) -> (u64, u64) {
     match entry {
         Entry::Check(c) => (1, u64::from(c.up)),
         Entry::Bucket(b) => (b.checks, b.up),
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// Per-slot counts of the `level` rows in `[from, to)` (one row: `[at, at + 1)`).
-    fn counts_in(
+    pub(super) fn counts_in(
         &self,
         level: Level,
         from: i64,

@@ -26,6 +26,8 @@ pub(super) const KEY_NEXT_SLOT: &[u8] = b"next_slot";
 pub(super) const KEY_LATEST_ROW: &[u8] = b"latest_row";
 /// A counter `serve` writes for systemd's watchdog, to see that writes still return.
 pub(super) const KEY_ALIVE: &[u8] = b"alive";
+/// Prefix of the chunks of every slot's checks over the store's life (`totals.rs`).
+pub(super) const KEY_CHECK_TOTALS: &[u8] = b"check_totals/";
 
 /// The meta key of a job's run durations.
 pub(super) fn durations_key(job: &str) -> Vec<u8> {

@@ -21,6 +21,7 @@ mod peers;
 mod rollup;
 mod runs;
 mod sweeps;
+mod totals;
 mod windows;
 
 use std::fs::File;
@@ -36,6 +37,7 @@ pub use figures::Uptimes;
 pub use node_keys::KeyAccept;
 pub use rollup::Maintenance;
 pub use runs::STORED_RESULTS;
+pub use totals::CheckTotals;
 
 use codec::GetError;
 use keys::{KEY_ALIVE, KEY_SCHEMA, SCHEMA_MARKER};
@@ -111,6 +113,8 @@ struct Inner {
     alerts: sled::Tree,
     /// Per-slot counts of rolled-up rows, kept for [`Store::uptimes`] (`figures.rs`).
     sums: figures::RowSums,
+    /// Held by `maintain` and by the reader of the check totals (`totals.rs`).
+    totals: std::sync::Mutex<()>,
     /// A flush ran out of time: sled will never finish it, so no later flush is waited for.
     stalled: std::sync::atomic::AtomicBool,
     /// The last flush failed (a write error): the store cannot be written now.
@@ -174,6 +178,7 @@ impl Store {
                 db,
                 path: dir.to_path_buf(),
                 sums: Default::default(),
+                totals: Default::default(),
                 stalled: Default::default(),
                 flush_failed: Default::default(),
                 _lock: lock,

@@ -215,7 +215,7 @@ impl Store {
         let rows_last = keep.longest() + chrono::Duration::days(1);
         let mut forget = sled::Batch::default();
         let mut free = sled::Batch::default();
-        let mut n = 0;
+        let mut gone = Vec::new();
         for item in self.inner.slots.iter() {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let entry = decode::<SlotEntry>(&v, "slot")?;
@@ -223,11 +223,12 @@ impl Store {
                 forget.remove(k);
                 let reusable = left.saturating_add(rows_last.num_milliseconds());
                 free.insert(&entry.slot.to_be_bytes(), &reusable.to_be_bytes());
-                n += 1;
+                gone.push(entry.slot);
             }
         }
-        // Freed first: a crash between the two leaves a slot both known and free, which
-        // `reusable_slots` skips, never a slot lost.
+        // Their check totals first, then freed: a crash between leaves a slot both known and
+        // free, which `reusable_slots` skips, never a slot lost or given with another's totals.
+        self.clear_totals(&gone)?;
         self.inner
             .free_slots
             .apply_batch(free)
@@ -236,7 +237,7 @@ impl Store {
             .slots
             .apply_batch(forget)
             .map_err(|e| self.err(e))?;
-        Ok(n)
+        Ok(gone.len())
     }
 
     /// Free slots whose history rows are all gone by `now_ms`, highest first (popped lowest

@@ -78,6 +78,8 @@ impl Store {
     ) -> Result<Maintenance, StoreError> {
         let now_ms = now.timestamp_millis();
         let mut done = Maintenance::default();
+        // A reader of the check totals sees them before or after, never in between.
+        let _held = self.totals_guard();
         // A clock behind the stored history rolls up and prunes nothing until it catches up.
         if now_ms < self.frontier(Level::Minute)?.unwrap_or(i64::MIN) {
             return Ok(done);
@@ -169,6 +171,8 @@ impl Store {
     fn drop_future_raw(&self, after: i64) -> Result<usize, StoreError> {
         // The latest results stay, wherever they are.
         let newest = self.newest_raw_ms()?;
+        // Their checks were counted (`check_totals`): they stay counted.
+        self.fold_in_raw(after, i64::MAX, newest)?;
         let dropped = self.remove_rows(Level::Raw, row_key(after, 0).., newest)?;
         if dropped > 0 {
             tracing::warn!(
@@ -222,6 +226,13 @@ impl Store {
                 }
             }
         }
+        // The raw checks rolled into minutes join the check totals in the batch that moves the
+        // minute frontier: counted once, whatever a crash interrupts.
+        let mut frontier = sled::Batch::default();
+        if level == Level::Minute {
+            self.add_rolled_up(&rows, &mut frontier)?;
+        }
+        frontier.insert(frontier_key(level), &target.to_be_bytes());
         let mut batch = sled::Batch::default();
         let made = rows.len();
         for (start, buckets) in rows {
@@ -240,7 +251,7 @@ impl Store {
             .apply_batch(batch)
             .map_err(|e| self.err(e))?;
         self.frontier_tree(level)
-            .insert(frontier_key(level), &target.to_be_bytes())
+            .apply_batch(frontier)
             .map_err(|e| self.err(e))?;
         Ok(made)
     }

@@ -327,7 +327,7 @@ async fn run_job_asks_dns_servers() {
 }
 
 /// What a node said of itself after the handshake (its route sync) is in `/api/nodes` and
-/// `/metrics` (`easytier_probe_peer_info`), kept from the sweep that read it. A node sometimes
+/// `/metrics` (`easytier_probe_node_info`), kept from the sweep that read it. A node sometimes
 /// sends none to a new connection, so up to three sweeps are run.
 async fn node_info_in_the_api() {
     let node = node("info-api", "probe-net", "s3cret", &["tcp"]).await;
@@ -369,6 +369,6 @@ async fn node_info_in_the_api() {
     assert_eq!(item["version"], "2.0.3", "{nodes}");
     assert_eq!(item["hostname"], "info-api", "{nodes}");
     let metrics = metrics.as_str().unwrap_or_default();
-    let series = r#"easytier_probe_peer_info{id="1",version="2.0.3",hostname="info-api"} 1"#;
+    let series = r#"easytier_probe_node_info{id="1",version="2.0.3",hostname="info-api"} 1"#;
     assert!(metrics.lines().any(|l| l == series), "{metrics}");
 }

@@ -524,9 +524,24 @@ async fn serve_routes_and_sigterm() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(
-            "easytier_probe_peer_up{id=\"1\",name=\"peer 1\",protocol=\"tcp\",region=\"eu\"} 1"
-        ),
+        metrics
+            .lines()
+            .any(|l| l == "easytier_probe_peer_up{id=\"1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("easytier_probe_peer_info{id=\"1\",name=\"peer 1\",host=\"127.0.0.1\",")
+            && l.contains(",protocol=\"tcp\",")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("easytier_probe_probe_info{name=") && metrics.contains("region=\"eu\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("easytier_probe_peer_checks_total{id=\"1\",result=\"up\"}"));
+    assert!(
+        metrics.contains("process_resident_memory_bytes "),
         "{metrics}"
     );
     assert!(
@@ -540,8 +555,8 @@ async fn serve_routes_and_sigterm() {
     );
 
     // A real Prometheus text-format parser reads it, and its values agree with the API.
-    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
-        .expect("/metrics parses as Prometheus text format");
+    // Every family with HELP and TYPE, counters in `_total`, promtool content, the join.
+    let scrape = crate::common::prometheus_scrape(&metrics);
     let (_, nodes_now) = serve.get("/api/nodes").await;
     for id in ["1", "2"] {
         let sample = scrape
