@@ -30,14 +30,27 @@ pub fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-/// Sends `READY=1`.
-pub fn ready() {
-    send(&[NotifyState::Ready, NotifyState::Status("serving")]);
+/// What `serve` told the service manager: the watchdog pings it started, if asked for.
+pub struct Notified {
+    watchdog: Option<JoinHandle<()>>,
 }
 
-/// Sends `STOPPING=1`.
-pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+/// Sends `READY=1` and starts the watchdog pings (see [`watchdog`]).
+pub fn ready(store: Store, scheduler: Option<Arc<Scheduler>>) -> Notified {
+    send(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    Notified {
+        watchdog: watchdog(store, scheduler),
+    }
+}
+
+impl Notified {
+    /// Sends `STOPPING=1`; no watchdog ping follows it.
+    pub fn stopping(self) {
+        send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+        if let Some(w) = self.watchdog {
+            w.abort();
+        }
+    }
 }
 
 fn send(state: &[NotifyState]) {

@@ -84,15 +84,11 @@ pub async fn run(
         },
         stopped(),
     ));
-    super::notify::ready();
-    let watchdog = super::notify::watchdog(store.clone(), scheduler.clone());
+    let notified = super::notify::ready(store.clone(), scheduler.clone());
 
     shutdown.await;
     tracing::info!("shutting down");
-    super::notify::stopping();
-    if let Some(w) = watchdog {
-        w.abort();
-    }
+    notified.stopping();
     if let Some(s) = &scheduler {
         s.shutdown().await;
     }
