@@ -136,4 +136,6 @@ async fn limit_body(req: Request, next: Next) -> Response {
 }
 
 #[cfg(test)]
+mod page_tests;
+#[cfg(test)]
 mod tests;
