@@ -7,6 +7,8 @@
 
 #[path = "e2e/alerts.rs"]
 mod alerts;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/config.rs"]
@@ -65,6 +67,25 @@ fn main() {
     if let Err(e) = &mounts {
         eprintln!("note: no private mount namespace ({e}); the full-disk test is ignored");
     }
+    // The pages are checked in a real browser; without one that test is left out, loudly,
+    // except in CI.
+    let no_browser = browser::chromium().is_none();
+    if no_browser {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+        eprintln!(
+            "{}: no Chromium (chromium, chromium-browser or google-chrome on PATH, or $CHROMIUM): \
+             the browser::* test, which opens the pages in a real browser, {}.",
+            if ci { "error" } else { "WARNING" },
+            if ci {
+                "is required in CI"
+            } else {
+                "is IGNORED on this machine"
+            }
+        );
+        if ci {
+            std::process::exit(1);
+        }
+    }
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     trials.extend(probe_verdicts::trials());
@@ -77,6 +98,7 @@ fn main() {
     trials.extend(systemd::trials());
     trials.extend(truth::trials());
     trials.extend(alerts::trials());
+    trials.extend(browser::trials(no_browser));
     trials.extend(
         upstream::trials()
             .into_iter()

@@ -3,14 +3,19 @@
 //!
 //! Every JSON answer, errors included, is the envelope `{"code", "message", "data"}`
 //! ([`error`]); the answers are typed ([`views`]). One module per group of routes:
-//! [`health`], [`nodes`], [`jobs`], [`alerts`], [`metrics`], [`status_page`].
+//! [`health`], [`nodes`], [`badge`], [`jobs`], [`alerts`], [`metrics`], and the HTML pages
+//! [`status_page`] and [`node_page`] (sharing [`html`], drawing with [`chart`]).
 
 mod alerts;
+mod badge;
+mod chart;
 mod error;
 mod fleet;
 mod health;
+mod html;
 mod jobs;
 pub mod metrics;
+mod node_page;
 mod nodes;
 mod status_page;
 pub mod views;
@@ -50,7 +55,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
         .route("/api/nodes", get(nodes::nodes))
+        .route("/nodes/{id}", get(node_page::page))
         .route("/api/nodes/{id}/health", get(nodes::node_health))
+        .route("/api/nodes/{id}/badge.svg", get(badge::badge))
         .route("/api/nodes/{id}/key/accept", post(nodes::accept_key))
         .route("/api/jobs", get(jobs::jobs))
         .route("/api/jobs/{name}/runs", get(jobs::job_runs))
@@ -128,5 +135,7 @@ async fn limit_body(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+#[cfg(test)]
+mod page_tests;
 #[cfg(test)]
 mod tests;

@@ -1,26 +1,27 @@
 //! `GET /`: the status page a person reads — nodes up or down (down first, a page of 100 at a
-//! time, by state and search), RTT, a 24-hour uptime bar, and the recent job runs. The page is `status_page.html` and `status_page.css`, filled in here.
+//! time, by state and search), RTT, a 24-hour uptime bar, and the recent job runs. Each node's name links to its page
+//! ([`super::node_page`]). The page is `status_page.html`, filled in here ([`super::html`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::fleet::{node_windows, select, NodesQuery, PeerState, Selection};
+use super::html::{answer, escape, fill, key_line, node_href, runs_rows, uptime_class, CSS};
 use super::nodes::Listed;
 use super::views::{merged, uptime_pct, NodeCounts};
 use super::ApiState;
 use crate::domain::notice::encode_segment;
-use crate::domain::time::{from_millis, ms, rfc3339};
-use crate::domain::{Bucket, JobName, Level, NodeKey, Outcome, Peer, ProbeResult, Window};
-use crate::store::Store;
+use crate::domain::time::{from_millis, ms};
+use crate::domain::{Bucket, JobName, Level, NodeKey, Peer, ProbeResult, Window};
 
 const PAGE: &str = include_str!("status_page.html");
-const CSS: &str = include_str!("status_page.css");
 
 /// Peers on one page of the status page.
 pub(super) const PER_PAGE: usize = 100;
@@ -98,11 +99,11 @@ pub(super) async fn page(
             ("filters", &filters(&selection, &counts)),
             ("nodes", &nodes),
             ("pages", &pager(&selection, rows.len(), number)),
-            ("runs", &recent_runs(store)),
+            ("runs", &runs_rows(store, &JobName::ALL.map(|j| (j, 3)))),
             ("alerts", &alert_banner(firing.len(), book.isolation.firing)),
         ],
     );
-    Ok(Html(html).into_response())
+    Ok(answer(StatusCode::OK, html))
 }
 
 /// A link to the status page with `state`, `q` and `page` (left out when they are the
@@ -118,7 +119,7 @@ fn link(state: Option<PeerState>, q: Option<&str>, page: usize) -> String {
     if page > 1 {
         parts.push(format!("page={page}"));
     }
-    html_escape(&format!("/?{}", parts.join("&")))
+    escape(&format!("/?{}", parts.join("&")))
 }
 
 /// The state tabs with their counts, and the search box.
@@ -155,7 +156,7 @@ fn filters(selection: &Selection, counts: &NodeCounts) -> String {
                 s.as_str()
             ))
             .unwrap_or_default(),
-        html_escape(q.unwrap_or(""))
+        escape(q.unwrap_or(""))
     );
     out
 }
@@ -189,32 +190,6 @@ fn pager(selection: &Selection, matching: usize, number: usize) -> String {
         );
     }
     out.push_str("</p>");
-    out
-}
-
-/// `template` with each `{{name}}` replaced by its value; what is put in is not looked at again.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out =
-        String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        match after.find("}}").map(|close| (&after[..close], close)) {
-            Some((name, close)) => {
-                match values.iter().find(|(n, _)| *n == name) {
-                    Some((_, value)) => out.push_str(value),
-                    None => out.push_str(&rest[open..open + close + 4]),
-                }
-                rest = &after[close + 2..];
-            }
-            None => {
-                out.push_str(&rest[open..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
     out
 }
 
@@ -253,7 +228,7 @@ fn node_row(
             };
             format!(
                 "<div class=\"via\">→ {} <span class=\"{class}\">{state}</span></div>",
-                html_escape(&c.url)
+                escape(&c.url)
             )
         })
         .collect();
@@ -261,26 +236,24 @@ fn node_row(
     let about = latest
         .and_then(|r| r.node.as_ref())
         .map(|n| {
-            let host = n
-                .hostname
-                .as_deref()
-                .map(|h| format!(" · {}", html_escape(h)));
+            let host = n.hostname.as_deref().map(|h| format!(" · {}", escape(h)));
             format!(
                 "<div class=\"via\">EasyTier {}{}</div>",
-                html_escape(&n.version),
+                escape(&n.version),
                 host.unwrap_or_default()
             )
         })
         .unwrap_or_default();
     let key = key.map(key_line).unwrap_or_default();
     format!(
-        "<tr id=\"peer-{}\"><td>{}{about}{key}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
+        "<tr id=\"peer-{}\"><td><a href=\"{}\">{}</a>{about}{key}</td><td>{}://{}{via}</td><td>{}</td><td class=\"{class}\">{state}</td>\
          <td>{}</td><td>{}<div class=\"bar\">{}</div></td><td>{}</td></tr>",
-        html_escape(&encode_segment(&peer.id)),
-        html_escape(&peer.name),
-        html_escape(&peer.protocol),
-        html_escape(&crate::domain::peer::host_port(&peer.host, peer.port)),
-        html_escape(&peer.network_name),
+        escape(&encode_segment(&peer.id)),
+        escape(&node_href(&peer.id)),
+        escape(&peer.name),
+        escape(&peer.protocol),
+        escape(&crate::domain::peer::host_port(&peer.host, peer.port)),
+        escape(&peer.network_name),
         latest
             .and_then(|r| r.rtt_us)
             .map(|us| format!("{:.2} ms", ms(us)))
@@ -295,29 +268,6 @@ fn node_row(
             .map(|k| k.as_str())
             .unwrap_or(""),
     )
-}
-
-/// A secure-mode node's key, shortened (the whole key in its title); flagged as SSH flags a
-/// changed host key while the node presents another key than the trusted one.
-fn key_line(key: &NodeKey) -> String {
-    let short = |k: &str| {
-        let cut: String = k.chars().take(12).collect();
-        format!(
-            "<code title=\"{}\">{}…</code>",
-            html_escape(k),
-            html_escape(&cut)
-        )
-    };
-    match key.changed_at {
-        Some(at) if key.changed() => format!(
-            "<div class=\"keychanged\" role=\"alert\">key changed since {}: trusted {}, \
-             now {}</div>",
-            rfc3339(at),
-            short(&key.accepted),
-            short(&key.current)
-        ),
-        _ => format!("<div class=\"via\">key {}</div>", short(&key.current)),
-    }
 }
 
 /// A line above the table when alerts fire: how many, and whether the probe is cut off.
@@ -341,27 +291,6 @@ fn alert_banner(firing: usize, isolated: bool) -> String {
     )
 }
 
-/// The last three runs of each job.
-fn recent_runs(store: &Store) -> String {
-    let mut runs = String::new();
-    for job in JobName::ALL {
-        for run in store.runs(job.as_str(), 3).unwrap_or_default() {
-            let _ =
-                write!(
-                runs,
-                "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{} ms</td><td>{}</td></tr>",
-                job,
-                rfc3339(run.started_at),
-                if run.outcome == Outcome::Ok { "up" } else { "down" },
-                run.outcome.as_str(),
-                run.duration_ms,
-                html_escape(run.error.as_deref().unwrap_or("")),
-            );
-        }
-    }
-    runs
-}
-
 /// 24 cells, one per clock hour (oldest first, the current hour last), coloured by that
 /// hour's uptime; a title says it.
 fn uptime_bar(hours: Option<&BTreeMap<i64, Bucket>>, now: DateTime<Utc>) -> String {
@@ -370,12 +299,9 @@ fn uptime_bar(hours: Option<&BTreeMap<i64, Bucket>>, now: DateTime<Utc>) -> Stri
     for h in (0..24).rev() {
         let start = this_hour - h * Level::Hour.span_ms();
         let bucket = hours.and_then(|m| m.get(&start));
-        let (class, title) = match bucket.and_then(uptime_pct) {
-            None => ("none", "no checks".to_string()),
-            Some(p) if p >= 99.0 => ("good", format!("{p:.1} %")),
-            Some(p) if p >= 90.0 => ("some", format!("{p:.1} %")),
-            Some(p) => ("bad", format!("{p:.1} %")),
-        };
+        let pct = bucket.and_then(uptime_pct);
+        let class = uptime_class(pct);
+        let title = pct.map_or("no checks".to_string(), |p| format!("{p:.1} %"));
         let _ = write!(
             out,
             "<i class=\"{class}\" title=\"{} UTC: {title}\"></i>",
@@ -383,13 +309,6 @@ fn uptime_bar(hours: Option<&BTreeMap<i64, Bucket>>, now: DateTime<Utc>) -> Stri
         );
     }
     out
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ async fn text(addr: std::net::SocketAddr, path: &str) -> String {
     r.text().await.unwrap()
 }
 
-async fn serve(runner: Runner) -> std::net::SocketAddr {
+pub(super) async fn serve(runner: Runner) -> std::net::SocketAddr {
     let state = ApiState {
         runner,
         scheduler: None,

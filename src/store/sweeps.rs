@@ -206,6 +206,33 @@ impl Store {
             }))
     }
 
+    /// The newest down checks of the peer in `slot`, newest first, at most `limit`: read from
+    /// the raw rows (the last hour by default, `Retention::raw`), newest row first, one chunk
+    /// decoded per row.
+    pub fn recent_down(&self, slot: u32, limit: usize) -> Result<Vec<ProbeResult>, StoreError> {
+        let (chunk, offset) = chunk_of(Level::Raw, slot);
+        let mut out = Vec::new();
+        for item in self.inner.raw.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some((at, c)) = parse_row_key(&k) else {
+                continue;
+            };
+            if c != chunk {
+                continue;
+            }
+            let down = decode::<Vec<(u8, Check)>>(&v, "raw row")?
+                .into_iter()
+                .find(|(o, check)| *o == offset && !check.up);
+            if let Some((_, check)) = down {
+                out.push(check.to_result(at));
+            }
+        }
+        Ok(out)
+    }
+
     /// The candidates of the indirect peers of the sweep at `at` (none when those kept are
     /// of another sweep). Only shown, never judged on: a damaged value is left out.
     fn kept_candidates(&self, at: i64) -> BTreeMap<String, Vec<Candidate>> {

@@ -879,3 +879,36 @@ fn fleet_uptimes_from_kept_counts_match_the_window_reads() {
     assert!(s.kept_row_counts() <= 31 + 61, "{}", s.kept_row_counts());
     assert!(s.kept_row_counts() > 24, "{}", s.kept_row_counts());
 }
+
+/// The node page's recent errors: the newest down checks of one peer from the raw rows, newest
+/// first, with their kind, and not another peer's.
+#[test]
+fn recent_down_checks_are_one_peers_newest_from_the_raw_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = two_peers(dir.path());
+    let t0 = Utc::now() - Duration::minutes(5);
+    for i in 0..10i64 {
+        let at = t0 + Duration::seconds(10 * i);
+        // a is down on the even sweeps (refused), b always down (timeout).
+        let a = ProbeResult {
+            error_kind: (i % 2 == 0).then_some(ErrorKind::ConnectRefused),
+            ..result(i % 2 != 0, at)
+        };
+        let b = ProbeResult {
+            error_kind: Some(ErrorKind::Timeout),
+            ..result(false, at)
+        };
+        let results = vec![("a".to_string(), a), ("b".to_string(), b)];
+        let summary = SweepSummary::from_results(at, results.iter().map(|(_, r)| r));
+        s.record_sweep(&results, &summary).unwrap();
+    }
+    let a = s.slot("a").unwrap().unwrap();
+    let down = s.recent_down(a, 3).unwrap();
+    let times: Vec<_> = down.iter().map(|r| r.checked_at).collect();
+    let at = |i: i64| from_millis((t0 + Duration::seconds(10 * i)).timestamp_millis());
+    assert_eq!(times, [at(8), at(6), at(4)]);
+    assert!(down
+        .iter()
+        .all(|r| !r.up && r.error_kind == Some(ErrorKind::ConnectRefused)));
+    assert_eq!(s.recent_down(a, 100).unwrap().len(), 5);
+}
