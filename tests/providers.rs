@@ -131,7 +131,7 @@ async fn webhook_gets_alertmanagers_webhook_payload_version_4() {
             .as_str()
             .unwrap()
             .contains("tcp://203.0.113.7:11010"));
-        assert_eq!(alert["generatorURL"], "https://probe.example/#peer-42");
+        assert_eq!(alert["generatorURL"], "https://probe.example/nodes/42");
         assert_eq!(alert["fingerprint"].as_str().unwrap().len(), 16);
         for time in ["startsAt", "endsAt"] {
             let t = alert[time].as_str().unwrap();
@@ -161,7 +161,7 @@ async fn alertmanager_gets_its_v2_alerts_api() {
     // A firing alert ends a little ahead (it is pushed again while it fires).
     let ends = chrono::DateTime::parse_from_rfc3339(alert["endsAt"].as_str().unwrap()).unwrap();
     assert!(ends > Utc::now());
-    assert_eq!(alert["generatorURL"], "https://probe.example/#peer-42");
+    assert_eq!(alert["generatorURL"], "https://probe.example/nodes/42");
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn ntfy_gets_a_json_publish_with_title_priority_and_click() {
     assert!(body["message"].as_str().unwrap().contains("public-fra"));
     assert_eq!(body["priority"], 4);
     assert_eq!(body["tags"][0], "rotating_light");
-    assert_eq!(body["click"], "https://probe.example/#peer-42");
+    assert_eq!(body["click"], "https://probe.example/nodes/42");
     // An access token alone goes as a bearer token.
     let got = send_one("ntfy://:tk_abc@ntfy.example/t?scheme=http", &m).await;
     assert_eq!(got[0].header("authorization"), Some("Bearer tk_abc"));
@@ -237,7 +237,7 @@ async fn discord_gets_a_webhook_with_an_embed() {
         .unwrap()
         .contains("connect_refused"));
     assert!(embed["color"].is_u64());
-    assert_eq!(embed["url"], "https://probe.example/#peer-42");
+    assert_eq!(embed["url"], "https://probe.example/nodes/42");
 }
 
 #[tokio::test]

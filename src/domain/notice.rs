@@ -96,8 +96,8 @@ impl Notice {
         let link = probe.public_url.as_deref().map(|base| {
             let base = base.trim_end_matches('/');
             match peer_id {
-                // The peer's row on the status page (its own page comes with node pages).
-                Some(id) => format!("{base}/#peer-{}", encode_segment(id)),
+                // The peer's own page: its chart, uptimes and recent errors.
+                Some(id) => format!("{base}/nodes/{}", encode_segment(id)),
                 None => format!("{base}/"),
             }
         });
@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(n.label("probe"), "fra-1");
         assert_eq!(n.label("region"), "eu");
         assert_eq!(n.label("severity"), "critical");
-        assert_eq!(n.link.as_deref(), Some("https://probe.example/#peer-a%20b"));
+        assert_eq!(n.link.as_deref(), Some("https://probe.example/nodes/a%20b"));
         assert!(
             n.description.contains("tcp://127.0.0.1:1 in network n"),
             "{}",
