@@ -40,8 +40,11 @@ pub(super) fn step_name(w: &Window) -> &'static str {
 }
 
 fn time_label(w: &Window, at: i64) -> String {
-    let format = if w.length <= chrono::Duration::hours(24) {
+    // A day's window starts and ends at the same hour: its ends need their dates.
+    let format = if w.length < chrono::Duration::hours(24) {
         "%H:%M"
+    } else if w.length == chrono::Duration::hours(24) {
+        "%b %d %H:%M"
     } else {
         "%b %d"
     };
@@ -194,4 +197,29 @@ pub(super) fn uptime_strip(
     }
     svg.push_str("</svg>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::history::WINDOWS;
+
+    /// A chart's ends say when they are: a 24h window starts and ends at the same hour, so its
+    /// labels carry the date; an hour's need only the time.
+    #[test]
+    fn the_axis_labels_tell_the_ends_apart() {
+        let at = 1_765_000_000_000; // 2025-12-06 05:46:40 UTC
+        let label = |name: &str| {
+            let w = WINDOWS.into_iter().find(|w| w.name == name).unwrap();
+            time_label(&w, at)
+        };
+        assert_eq!(label("1h"), "05:46");
+        assert_eq!(label("24h"), "Dec 06 05:46");
+        assert_ne!(
+            label("24h"),
+            time_label(&WINDOWS[1], at - 86_400_000),
+            "a day apart, the same label"
+        );
+        assert_eq!(label("30d"), "Dec 06");
+    }
 }
