@@ -204,6 +204,7 @@ fn demo_options(options: &mut Options, backend_url: &str) {
 fn banner(url: &str, backend_url: &str) {
     say!("\n  status page   {url}/");
     say!("  nodes         {url}/api/nodes");
+    say!("  node page     {url}/nodes/1");
     say!("  node history  {url}/api/nodes/1/health?window=1h");
     say!("  jobs          {url}/api/jobs");
     say!("  metrics       {url}/metrics");
