@@ -25,6 +25,8 @@ mod indirect;
 mod probe_verdicts;
 #[path = "e2e/processes.rs"]
 mod processes;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 #[path = "e2e/systemd.rs"]
 mod systemd;
 #[path = "e2e/truth.rs"]

@@ -556,7 +556,7 @@ async fn serve_routes_and_sigterm() {
 
     // A real Prometheus text-format parser reads it, and its values agree with the API.
     // Every family with HELP and TYPE, counters in `_total`, promtool content, the join.
-    let scrape = crate::common::prometheus_scrape(&metrics);
+    let scrape = crate::prometheus::prometheus_scrape(&metrics);
     let (_, nodes_now) = serve.get("/api/nodes").await;
     for id in ["1", "2"] {
         let sample = scrape

@@ -1,78 +1,20 @@
 //! `/metrics` read back with a real Prometheus parser (and `promtool check metrics` where it
 //! is installed), over a real store, the real jobs and runner and a manual clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
 use crate::config::Options;
 use crate::domain::{ManualClock, Trigger};
 
-/// Parses `text` as Prometheus' text format after checking its conventions: every sample's
-/// family has HELP and TYPE, counters end in `_total`, and `promtool check metrics` finds
-/// nothing (where promtool is on PATH; required when `CI` is set).
-fn parsed(text: &str) -> prometheus_parse::Scrape {
-    let mut types: HashMap<&str, &str> = HashMap::new();
-    let mut helps = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(types.insert(name, kind).is_none(), "{name} typed twice");
-            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
-        } else if let Some(rest) = line.strip_prefix("# HELP ") {
-            helps.push(rest.split_once(' ').unwrap().0);
-        } else {
-            let name = line.split(['{', ' ']).next().unwrap();
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .filter_map(|s| name.strip_suffix(s))
-                .find(|f| types.get(f) == Some(&"histogram"))
-                .unwrap_or(name);
-            assert!(types.contains_key(family), "{line}: no TYPE before it");
-            assert!(helps.contains(&family), "{line}: no HELP before it");
-        }
-    }
-    assert_eq!(helps.len(), types.len(), "a HELP for every TYPE");
-    promtool(text);
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("/metrics parses as Prometheus text format")
-}
+#[path = "../../../tests/support/prometheus.rs"]
+mod conventions;
 
-/// `promtool check metrics` on `text`: it must find nothing. Without promtool the check is
-/// skipped, loudly, unless `CI` is set.
-pub(crate) fn promtool(text: &str) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("!!! promtool not runnable ({e}): `promtool check metrics` SKIPPED !!!");
-            return;
-        }
-        Err(e) => panic!("CI is set but promtool cannot run: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
-    );
+/// Parses `text` as Prometheus' text format after checking its conventions (the same checks as
+/// the end-to-end tests').
+fn parsed(text: &str) -> prometheus_parse::Scrape {
+    conventions::prometheus_scrape(text)
 }
 
 fn value(v: &prometheus_parse::Value) -> f64 {
