@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::html::{escape, uptime_class};
+use super::nodes::window_param;
 use super::views::{merged, uptime_pct};
 use super::ApiState;
-use crate::domain::Window;
 
 /// Badges are cheap to make and change with each sweep: caches may keep one this long.
 pub(super) const CACHE_CONTROL: &str = "public, max-age=30";
@@ -37,9 +37,7 @@ pub(super) async fn badge(
         "uptime" => true,
         _ => return Err(ApiError::BadRequest("kind must be one of status, uptime")),
     };
-    let w = Window::named(q.window.as_deref().unwrap_or("24h")).ok_or(ApiError::BadRequest(
-        "window must be one of 1h, 24h, 7d, 30d",
-    ))?;
+    let w = window_param(q.window.as_deref(), "24h")?;
     let ctx = s.runner.context();
     let store = &ctx.store;
     let slot = store

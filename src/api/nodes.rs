@@ -116,14 +116,19 @@ pub(super) struct WindowQuery {
     window: Option<String>,
 }
 
+/// The `window` query parameter, `default` when absent; an unknown one is a 400 naming them.
+pub(super) fn window_param(given: Option<&str>, default: &str) -> Result<Window, ApiError> {
+    Window::named(given.unwrap_or(default)).ok_or(ApiError::BadRequest(
+        "window must be one of 1h, 24h, 7d, 30d",
+    ))
+}
+
 pub(super) async fn node_health(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Result<Response, ApiError> {
-    let w = Window::named(q.window.as_deref().unwrap_or("1h")).ok_or(ApiError::BadRequest(
-        "window must be one of 1h, 24h, 7d, 30d",
-    ))?;
+    let w = window_param(q.window.as_deref(), "1h")?;
     let ctx = s.runner.context();
     let store = &ctx.store;
     // Peers that left the list keep their slot, and so their history, until it ages out.
